@@ -1,0 +1,172 @@
+"""Scaled dot-product attention, written out step by step.
+
+The page ``docs/index.md`` shows this file one section at a time. The five steps of
+the article are the sections ``project``, ``scores``, ``scale``, ``softmax`` and
+``weighted-sum``; ``scaled_dot_product_attention`` puts them together behind a
+checked interface that the rest of the site builds on.
+"""
+
+# --8<-- [start:imports]
+import math
+
+import torch
+# --8<-- [end:imports]
+
+__all__ = [
+    "project",
+    "attention_scores",
+    "scale_scores",
+    "attention_weights",
+    "weighted_sum",
+    "check_attention_inputs",
+    "causal_mask",
+    "scaled_dot_product_attention",
+]
+
+
+# --8<-- [start:project]
+def project(x, w_q, w_k, w_v):
+    """Step 1: project the embeddings into queries, keys and values.
+
+    x: (..., T, d_model); w_q, w_k: (d_model, d_k); w_v: (d_model, d_v).
+    Returns q, k: (..., T, d_k) and v: (..., T, d_v).
+    """
+    q = x @ w_q  # (..., T, d_model) @ (d_model, d_k) -> (..., T, d_k)
+    k = x @ w_k  # (..., T, d_model) @ (d_model, d_k) -> (..., T, d_k)
+    v = x @ w_v  # (..., T, d_model) @ (d_model, d_v) -> (..., T, d_v)
+    return q, k, v
+# --8<-- [end:project]
+
+
+# --8<-- [start:scores]
+def attention_scores(q, k):
+    """Step 2: score every query against every key with a dot product.
+
+    q: (..., T_q, d_k), k: (..., T_k, d_k) -> scores: (..., T_q, T_k).
+    Row i, column j says how well query i matches key j.
+    """
+    return q @ k.transpose(-2, -1)  # (..., T_q, d_k) @ (..., d_k, T_k)
+# --8<-- [end:scores]
+
+
+# --8<-- [start:scale]
+def scale_scores(scores, d_k):
+    """Step 3: divide by sqrt(d_k) so the scores' spread does not grow with d_k."""
+    return scores / math.sqrt(d_k)  # same shape: (..., T_q, T_k)
+# --8<-- [end:scale]
+
+
+# --8<-- [start:softmax]
+def attention_weights(scores):
+    """Step 4: softmax over the keys, so each query's weights are >= 0 and sum to 1."""
+    return torch.softmax(scores, dim=-1)  # (..., T_q, T_k), rows sum to 1
+# --8<-- [end:softmax]
+
+
+# --8<-- [start:weighted-sum]
+def weighted_sum(weights, v):
+    """Step 5: each output row is the weights' blend of the value rows.
+
+    weights: (..., T_q, T_k), v: (..., T_k, d_v) -> output: (..., T_q, d_v).
+    """
+    return weights @ v
+# --8<-- [end:weighted-sum]
+
+
+# --8<-- [start:check-inputs]
+def check_attention_inputs(q, k, v, mask=None, is_causal=False):
+    """Raise ValueError, naming the argument and the shapes, for inputs that would
+    otherwise fail deep inside torch or, worse, broadcast into a wrong answer."""
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(t, torch.Tensor):
+            raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dim() < 2:
+            raise ValueError(
+                f"{name} must have shape (..., T, d) with at least 2 dimensions, "
+                f"got shape {tuple(t.shape)}"
+            )
+        if not t.is_floating_point():
+            raise ValueError(f"{name} must be a floating-point tensor, got {t.dtype}")
+    if k.shape[-1] != q.shape[-1]:
+        raise ValueError(
+            f"k must have the same last dimension d_k as q: q has shape "
+            f"{tuple(q.shape)}, so k needs (..., T_k, {q.shape[-1]}), "
+            f"got {tuple(k.shape)}"
+        )
+    if v.shape[-2] != k.shape[-2]:
+        raise ValueError(
+            f"v must have one row per key: k has shape {tuple(k.shape)}, so v needs "
+            f"(..., {k.shape[-2]}, d_v), got {tuple(v.shape)}"
+        )
+    try:
+        batch = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+    except RuntimeError:
+        raise ValueError(
+            "q, k and v must have broadcastable batch dimensions, got shapes "
+            f"{tuple(q.shape)}, {tuple(k.shape)} and {tuple(v.shape)}"
+        ) from None
+    scores_shape = (*batch, q.shape[-2], k.shape[-2])
+    if mask is None:
+        return
+    if is_causal:
+        raise ValueError(
+            "mask and is_causal=True were both given; pass one of them "
+            "(for a causal mask plus padding, combine them into one boolean mask)"
+        )
+    if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
+        got = mask.dtype if isinstance(mask, torch.Tensor) else type(mask).__name__
+        raise ValueError(
+            f"mask must be a boolean tensor (True = may attend), got {got}; "
+            "convert a 0/1 mask with mask.bool(), and an additive float mask "
+            "with mask == 0"
+        )
+    try:
+        torch.broadcast_shapes(mask.shape, scores_shape)
+        ok = len(mask.shape) <= len(scores_shape)
+    except RuntimeError:
+        ok = False
+    if not ok:
+        raise ValueError(
+            f"mask of shape {tuple(mask.shape)} cannot broadcast to the scores' "
+            f"shape (..., T_q, T_k) = {scores_shape}"
+        )
+# --8<-- [end:check-inputs]
+
+
+# --8<-- [start:causal-mask]
+def causal_mask(t_q, t_k, device=None):
+    """Boolean (T_q, T_k) mask, True where query i may attend to key j (j <= i).
+
+    Aligned to the upper left, like ``torch.nn.functional.scaled_dot_product_attention``
+    with ``is_causal=True``.
+    """
+    return torch.ones(t_q, t_k, dtype=torch.bool, device=device).tril()
+# --8<-- [end:causal-mask]
+
+
+# --8<-- [start:sdpa]
+def scaled_dot_product_attention(q, k, v, mask=None, is_causal=False):
+    """softmax(q k^T / sqrt(d_k)) v, with the weights returned too.
+
+    q: (..., T_q, d_k), k: (..., T_k, d_k), v: (..., T_k, d_v); leading dimensions
+    broadcast. ``mask`` is boolean, broadcastable to (..., T_q, T_k), True meaning
+    "may attend" (the polarity of ``torch.nn.functional.scaled_dot_product_attention``).
+    ``is_causal=True`` lets query i see keys 0..i only.
+
+    Returns ``(output, weights)``: output (..., T_q, d_v), weights (..., T_q, T_k).
+    A query that may attend to no key at all gets a row of zero weights and a zero
+    output, which is what PyTorch's function gives, instead of the NaN that a plain
+    softmax over a row of -inf produces.
+    """
+    check_attention_inputs(q, k, v, mask, is_causal)
+    if is_causal:
+        mask = causal_mask(q.shape[-2], k.shape[-2], device=q.device)
+    scores = scale_scores(attention_scores(q, k), q.shape[-1])  # (..., T_q, T_k)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))  # blocked keys get -inf
+    weights = attention_weights(scores)  # (..., T_q, T_k)
+    if mask is not None:
+        no_key = ~mask.any(dim=-1, keepdim=True)  # rows with no allowed key ...
+        weights = weights.masked_fill(no_key, 0.0)  # ... are NaN: make them 0
+    return weighted_sum(weights, v), weights  # (..., T_q, d_v), (..., T_q, T_k)
+# --8<-- [end:sdpa]

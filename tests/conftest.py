@@ -1,0 +1,82 @@
+"""Shared fixtures: one strict build of the site per test run, shared by workers."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from filelock import FileLock
+
+ROOT = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require(condition: bool, what: str, how: str) -> None:
+    """Skip locally when a tool is missing, but fail under CI=true."""
+    if condition:
+        return
+    message = f"{what} is not available; {how}"
+    if IN_CI:
+        pytest.fail(f"CI=true: {message}", pytrace=False)
+    pytest.skip(message)
+
+
+@dataclass
+class SiteBuild:
+    path: Path
+    returncode: int
+    log: str
+
+
+def mkdocs_build(site_dir: Path, config: Path = ROOT / "mkdocs.yml") -> SiteBuild:
+    env = dict(os.environ, NO_MKDOCS_2_WARNING="1")
+    proc = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--clean",
+         "--config-file", str(config), "--site-dir", str(site_dir)],
+        cwd=config.parent, capture_output=True, text=True, env=env,
+    )
+    return SiteBuild(site_dir, proc.returncode, proc.stdout + proc.stderr)
+
+
+@pytest.fixture(scope="session")
+def site_build(tmp_path_factory) -> SiteBuild:
+    """The strict build, made once per run however many xdist workers ask for it."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    record = shared / "site-build.json"
+    with FileLock(str(shared / "site-build.lock")):
+        if not record.exists():
+            build = mkdocs_build(shared / "site")
+            record.write_text(json.dumps({"returncode": build.returncode, "log": build.log}))
+    data = json.loads(record.read_text())
+    return SiteBuild(shared / "site", data["returncode"], data["log"])
+
+
+@pytest.fixture(scope="session")
+def site(site_build) -> Path:
+    """The built site's folder; fails (does not skip) when the build failed."""
+    if site_build.returncode != 0:
+        pytest.fail(f"mkdocs build --strict failed:\n{site_build.log}", pytrace=False)
+    return site_build.path
+
+
+@pytest.fixture
+def scratch_project(tmp_path) -> Path:
+    """The project's config, hooks and snippets in a temp folder, with a docs/ that
+    holds only the site's assets, for tests that build a small site of their own.
+    The ``nav`` is dropped so that the pages a test writes make the whole site."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.md", "notebooks")
+    for name in ("hooks", "snippets", "bench", "docs"):
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, tmp_path / name, ignore=ignore)
+    config = (ROOT / "mkdocs.yml").read_text()
+    config = re.sub(r"(?ms)^nav:\n.*?(?=^\S)", "", config)
+    (tmp_path / "mkdocs.yml").write_text(config)
+    return tmp_path

@@ -1,0 +1,191 @@
+"""The site as a whole: strict build, nothing loaded from elsewhere, and the guards
+that keep every code block on every page under test."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests import harness, sitecheck
+from tests.conftest import ROOT, mkdocs_build
+
+PAGES = sorted(harness.DOCS.rglob("*.md"))
+SECTION = re.compile(r"--8<--\s*\[start:([a-z0-9-]+)\]")
+
+
+def page_id(path: Path) -> str:
+    return path.relative_to(harness.DOCS).as_posix()
+
+
+@pytest.mark.xdist_group("site")
+def test_strict_build_is_clean(site_build):
+    assert site_build.returncode == 0, site_build.log
+    # --strict turns warnings into a failure; also make sure none were printed.
+    assert "WARNING" not in site_build.log, site_build.log
+
+
+@pytest.mark.xdist_group("site")
+def test_site_loads_nothing_from_other_hosts(site):
+    found = sitecheck.external_references(site)
+    assert not found, "external references in the built site:\n" + "\n".join(
+        f"  {page}: {url}" for page, url in found
+    )
+    assert (site / "index.html").exists()
+
+
+def test_external_reference_scanner_finds_each_kind(tmp_path):
+    (tmp_path / "page.html").write_text(
+        '<link rel="stylesheet" href="https://cdn.example/x.css">'
+        '<link rel="preconnect" href="//fonts.example">'
+        '<link rel="canonical" href="https://example.org/">'  # not a load
+        '<a href="https://example.org/">a link is not a load</a>'
+        '<script src="http://cdn.example/x.js"></script>'
+        '<img srcset="local.png 1x, https://img.example/y.png 2x">'
+        '<div style="background: url(https://img.example/bg.png)"></div>'
+        "<style>@import 'https://css.example/a.css';</style>"
+        '<img src="data:image/png;base64,AAAA"><script src="assets/local.js"></script>'
+    )
+    (tmp_path / "x.css").write_text("@font-face{src:url('https://font.example/f.woff2')}")
+    found = sitecheck.external_references(tmp_path)
+    assert found == [
+        ("page.html", "https://cdn.example/x.css"),
+        ("page.html", "//fonts.example"),
+        ("page.html", "http://cdn.example/x.js"),
+        ("page.html", "https://img.example/y.png"),
+        ("page.html", "https://img.example/bg.png"),
+        ("page.html", "https://css.example/a.css"),
+        ("x.css", "https://font.example/f.woff2"),
+    ]
+
+
+@pytest.mark.parametrize("page", PAGES, ids=page_id)
+def test_every_python_fence_is_run(page):
+    """Each python fence found by a plain scan of the page is a harness item (or a
+    ``cont`` part of one), so no block is silently left out."""
+    fences = [start for start, _, _ in harness.python_fences(page.read_text())]
+    blocks = harness.collect_page(page)
+    run = sum(len(b.pieces) for b in blocks)
+    assert run == len(fences), (
+        f"docs/{page_id(page)}: {len(fences)} python fences, {run} run by the harness"
+    )
+
+
+@pytest.mark.parametrize("page", PAGES, ids=page_id)
+def test_no_unrun_code_languages(page):
+    """Python must be fenced as ``python`` (``py``/``python3``/``pycon`` would not be
+    run); commands for readers go in ``console`` blocks, never ``bash``/``sh``, which
+    a plain ``pytest --codeblocks`` would execute."""
+    bad = [
+        f"docs/{page_id(page)}:{start}: ```{info}"
+        for start, info, _ in harness._fences(page.read_text())
+        if harness.language(info) in {"py", "python3", "pycon", "ipython", "bash", "sh",
+                                      "shell", "zsh", "mermaid"}
+    ]
+    assert not bad, "use ```python for code and ```console for commands:\n" + "\n".join(bad)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=page_id)
+def test_skips_give_a_reason(page):
+    for block in harness.collect_page(page):
+        for mark in block.marks:
+            if mark.startswith("pytest.mark.skip"):
+                assert re.search(r"reason\s*=\s*['\"]\S", mark), (
+                    f"docs/{block.name}: {mark} needs reason='...'"
+                )
+
+
+def _includes():
+    """Every ``--8<--`` include in the docs: (page:line, file, section or None)."""
+    found = []
+    for page in PAGES:
+        for n, line in enumerate(page.read_text().splitlines(), start=1):
+            m = harness.INCLUDE.match(line)
+            if m:
+                file_part, _, section = m.group("target").partition(":")
+                found.append((f"docs/{page_id(page)}:{n}", file_part, section or None))
+    return found
+
+
+def test_every_include_points_somewhere():
+    missing = []
+    for where, file_part, section in _includes():
+        path = ROOT / file_part
+        if not path.is_file():
+            missing.append(f"{where}: no file {file_part}")
+        elif section and f"[start:{section}]" not in path.read_text():
+            missing.append(f"{where}: no section {section!r} in {file_part}")
+    assert not missing, "\n".join(missing)
+
+
+def test_every_snippets_section_is_shown_on_a_page():
+    included = {(f, s) for _, f, s in _includes()}
+    whole_files = {f for f, s in included if s is None}
+    unused = []
+    for path in sorted((ROOT / "snippets").glob("*.py")):
+        rel = path.relative_to(ROOT).as_posix()
+        for section in SECTION.findall(path.read_text()):
+            if rel not in whole_files and (rel, section) not in included:
+                unused.append(f"{rel}:{section}")
+    assert not unused, "sections no page includes:\n" + "\n".join(unused)
+
+
+def test_sections_are_unique_and_closed():
+    for path in sorted((ROOT / "snippets").glob("*.py")):
+        text = path.read_text()
+        starts = SECTION.findall(text)
+        ends = re.findall(r"--8<--\s*\[end:([a-z0-9-]+)\]", text)
+        assert len(starts) == len(set(starts)), f"{path.name}: a section name repeats"
+        assert sorted(starts) == sorted(ends), f"{path.name}: unbalanced sections"
+
+
+def test_snippets_import_without_side_effects(tmp_path):
+    """Importing every snippets module prints nothing and writes no file."""
+    import subprocess
+    import sys
+
+    modules = [p.stem for p in (ROOT / "snippets").glob("*.py") if p.stem != "__init__"]
+    code = "import importlib\n" + "".join(
+        f"importlib.import_module('snippets.{m}')\n" for m in modules
+    )
+    before = {p for p in tmp_path.rglob("*")}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "" and proc.stderr == ""
+    assert {p for p in tmp_path.rglob("*")} == before
+
+
+# The build itself fails on each kind of mistake a page can make.
+BROKEN = {
+    "bad TeX": ("Broken: $\\frac{a$.\n", "cannot convert TeX"),
+    "missing page": ("[gone](missing.md)\n", "missing.md"),
+    "missing anchor": ("[gone](#no-such-heading)\n", "no-such-heading"),
+    "missing section": (
+        '```python\n--8<-- "snippets/attention.py:no-such-section"\n```\n',
+        "no-such-section",
+    ),
+}
+
+
+@pytest.mark.parametrize("mistake", sorted(BROKEN))
+def test_strict_build_fails_on(mistake, scratch_project):
+    text, needle = BROKEN[mistake]
+    (scratch_project / "docs" / "index.md").write_text(f"# Page\n\n{text}")
+    build = mkdocs_build(scratch_project / "site", scratch_project / "mkdocs.yml")
+    assert build.returncode != 0, build.log
+    assert needle in build.log, build.log
+
+
+def test_scratch_page_builds_when_correct(scratch_project):
+    """The control for the cases above: the same scratch site builds when right."""
+    (scratch_project / "docs" / "index.md").write_text(
+        "# Page\n\nFine: $\\frac{a}{b}$ and [here](#page).\n\n"
+        '```python\n--8<-- "snippets/attention.py:imports"\n```\n'
+    )
+    build = mkdocs_build(scratch_project / "site", scratch_project / "mkdocs.yml")
+    assert build.returncode == 0, build.log
+    assert "<math" in (scratch_project / "site" / "index.html").read_text()
