@@ -120,9 +120,8 @@ def check_attention_inputs(q, k, v, mask=None, is_causal=False):
             "convert a 0/1 mask with mask.bool(), and an additive float mask "
             "with mask == 0"
         )
-    try:
-        torch.broadcast_shapes(mask.shape, scores_shape)
-        ok = len(mask.shape) <= len(scores_shape)
+    try:  # the mask may stretch to the scores' shape, never the other way round
+        ok = torch.broadcast_shapes(mask.shape, scores_shape) == scores_shape
     except RuntimeError:
         ok = False
     if not ok:

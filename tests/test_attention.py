@@ -109,6 +109,8 @@ def test_causal_mask_is_upper_left_aligned():
         ((randn(2, 3), randn(2, 3), randn(2, 3)), {"mask": torch.ones(3, 2, dtype=torch.bool)}, r"mask of shape \(3, 2\) cannot broadcast.*\(2, 2\)"),
         ((randn(2, 3), randn(2, 3), randn(2, 3)), {"mask": torch.ones(4, 2, 2, dtype=torch.bool)}, r"mask of shape \(4, 2, 2\) cannot broadcast.*\(2, 2\)"),
         ((randn(2, 3), randn(2, 3), randn(2, 3)), {"mask": torch.ones(2, 2, dtype=torch.bool), "is_causal": True}, r"mask and is_causal=True were both given"),
+        # a mask with a batch the inputs do not have would silently grow the output
+        ((randn(1, 2, 3), randn(1, 2, 3), randn(1, 2, 3)), {"mask": torch.ones(2, 2, 2, dtype=torch.bool)}, r"mask of shape \(2, 2, 2\) cannot broadcast.*\(1, 2, 2\)"),
     ],
 )
 def test_bad_input_is_a_clear_value_error(args, kwargs, pattern):
