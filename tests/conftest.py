@@ -69,13 +69,17 @@ def site(site_build) -> Path:
 
 @pytest.fixture
 def scratch_project(tmp_path) -> Path:
-    """The project's config, hooks and snippets in a temp folder, with a docs/ that
-    holds only the site's assets, for tests that build a small site of their own.
-    The ``nav`` is dropped so that the pages a test writes make the whole site."""
-    ignore = shutil.ignore_patterns("__pycache__", "*.md", "notebooks")
-    for name in ("hooks", "snippets", "bench", "docs"):
-        if (ROOT / name).is_dir():
-            shutil.copytree(ROOT / name, tmp_path / name, ignore=ignore)
+    """The project's config and hooks in a temp folder, with snippets/attention.py and
+    a docs/ that holds only the site's assets, for tests that build a small site of
+    their own. The ``nav`` is dropped so that the pages a test writes make the site,
+    and the other snippets modules are left out so that their figures are not drawn."""
+    shutil.copytree(ROOT / "hooks", tmp_path / "hooks",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "docs", tmp_path / "docs",
+                    ignore=shutil.ignore_patterns("*.md", "notebooks"))
+    (tmp_path / "snippets").mkdir()
+    for name in ("__init__.py", "attention.py"):
+        shutil.copy(ROOT / "snippets" / name, tmp_path / "snippets" / name)
     config = (ROOT / "mkdocs.yml").read_text()
     config = re.sub(r"(?ms)^nav:\n.*?(?=^\S)", "", config)
     (tmp_path / "mkdocs.yml").write_text(config)

@@ -144,8 +144,11 @@ def _fence_spans(text: str):
         i += 1
         while i < len(lines) and not lines[i].lstrip().startswith(ticks):
             line = lines[i]
-            cut = min(len(indent), len(line) - len(line.lstrip()))
-            body.append(line[cut:])
+            if not line.strip():  # a blank line keeps its newline, whatever the indent
+                body.append("\n")
+            else:
+                cut = min(len(indent), len(line) - len(line.lstrip(" ")))
+                body.append(line[cut:])
             i += 1
         fences.append((start, m.group("info").strip(), body, (start, i), indent))
         i += 1
@@ -356,6 +359,8 @@ def update_page(path: Path, docs: Path = DOCS) -> int:
     lines = path.read_text().splitlines(keepends=True)
     edits = []
     for block in collect_page(path, docs):
+        if any(mark.startswith("pytest.mark.skip") for mark in block.marks):
+            continue
         for piece, got in zip(block.pieces, run(block)):
             if piece.expected_lines is None:
                 continue

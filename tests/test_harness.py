@@ -142,6 +142,17 @@ def test_update_page_writes_what_the_code_prints(tmp_path):
     assert harness.run_block(block) == ["a\nb\n"]
 
 
+def test_blank_lines_survive_in_indented_output(tmp_path):
+    page = write_page(
+        tmp_path,
+        "??? example\n\n    ```python\n    print('a')\n    print()\n    print('b')\n    ```\n\n"
+        "    <!--pytest-codeblocks:expected-output-->\n    ```text\n    a\n\n    b\n    ```\n",
+    )
+    block = harness.collect_page(page, docs=tmp_path)[0]
+    assert block.pieces[0].expected_output == "a\n\nb\n"
+    assert harness.run_block(block) == ["a\n\nb\n"]
+
+
 def test_unknown_marker_is_rejected(tmp_path):
     page = "<!--pytest-codeblocks:no-such-marker-->\n```python\npass\n```\n"
     with pytest.raises(RuntimeError, match="no-such-marker"):

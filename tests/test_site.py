@@ -22,8 +22,9 @@ def page_id(path: Path) -> str:
 @pytest.mark.xdist_group("site")
 def test_strict_build_is_clean(site_build):
     assert site_build.returncode == 0, site_build.log
-    # --strict turns warnings into a failure; also make sure none were printed.
-    assert "WARNING" not in site_build.log, site_build.log
+    # --strict turns MkDocs warnings into a failure; also make sure none were printed
+    # (the Jupyter kernel's own stderr chatter is not a MkDocs warning).
+    assert not re.search(r"^WARNING\s+-", site_build.log, re.M), site_build.log
 
 
 @pytest.mark.xdist_group("site")
@@ -96,10 +97,13 @@ def test_skips_give_a_reason(page):
                 )
 
 
+NOTEBOOKS = sorted((harness.DOCS / "notebooks").glob("*.py"))
+
+
 def _includes():
-    """Every ``--8<--`` include in the docs: (page:line, file, section or None)."""
+    """Every ``--8<--`` include in the docs and notebooks: (page:line, file, section)."""
     found = []
-    for page in PAGES:
+    for page in PAGES + NOTEBOOKS:
         for n, line in enumerate(page.read_text().splitlines(), start=1):
             m = harness.INCLUDE.match(line)
             if m:
@@ -161,23 +165,34 @@ def test_snippets_import_without_side_effects(tmp_path):
 
 # The build itself fails on each kind of mistake a page can make.
 BROKEN = {
-    "bad TeX": ("Broken: $\\frac{a$.\n", "cannot convert TeX"),
-    "missing page": ("[gone](missing.md)\n", "missing.md"),
-    "missing anchor": ("[gone](#no-such-heading)\n", "no-such-heading"),
-    "missing section": (
-        '```python\n--8<-- "snippets/attention.py:no-such-section"\n```\n',
-        "no-such-section",
-    ),
+    "bad-tex.md": ("Broken: $\\frac{a$.\n", "cannot convert TeX"),
+    "missing-page.md": ("[gone](missing.md)\n", "missing.md"),
+    "missing-anchor.md": ("[gone](#no-such-heading)\n", "no-such-heading"),
 }
 
 
-@pytest.mark.parametrize("mistake", sorted(BROKEN))
-def test_strict_build_fails_on(mistake, scratch_project):
-    text, needle = BROKEN[mistake]
-    (scratch_project / "docs" / "index.md").write_text(f"# Page\n\n{text}")
+def test_strict_build_fails_on_bad_tex_and_broken_links(scratch_project):
+    """One scratch site, one page per mistake: each is reported, and the build fails."""
+    docs = scratch_project / "docs"
+    (docs / "index.md").write_text("# Home\n")
+    for name, (text, _) in BROKEN.items():
+        (docs / name).write_text(f"# Page\n\n{text}")
     build = mkdocs_build(scratch_project / "site", scratch_project / "mkdocs.yml")
     assert build.returncode != 0, build.log
-    assert needle in build.log, build.log
+    for name, (_, needle) in BROKEN.items():
+        assert re.search(rf"WARNING.*{re.escape(name)}.*{re.escape(needle)}|"
+                         rf"WARNING.*{re.escape(needle)}.*{re.escape(name)}", build.log), (
+            f"{name}: no warning naming {needle!r}:\n{build.log}"
+        )
+
+
+def test_strict_build_fails_on_a_missing_snippets_section(scratch_project):
+    (scratch_project / "docs" / "index.md").write_text(
+        '# Page\n\n```python\n--8<-- "snippets/attention.py:no-such-section"\n```\n'
+    )
+    build = mkdocs_build(scratch_project / "site", scratch_project / "mkdocs.yml")
+    assert build.returncode != 0, build.log
+    assert "no-such-section" in build.log, build.log
 
 
 def test_scratch_page_builds_when_correct(scratch_project):
@@ -189,3 +204,44 @@ def test_scratch_page_builds_when_correct(scratch_project):
     build = mkdocs_build(scratch_project / "site", scratch_project / "mkdocs.yml")
     assert build.returncode == 0, build.log
     assert "<math" in (scratch_project / "site" / "index.html").read_text()
+
+
+CODE_PAGES = [p for p in PAGES if harness.python_fences(p.read_text())]
+
+
+@pytest.mark.parametrize("page", CODE_PAGES, ids=page_id)
+def test_page_ends_with_check_yourself_and_all_the_code(page):
+    """Each page with code ends with a "Check yourself" question whose answer is
+    computed by a checked block, and a collapsed "All the code on this page" block
+    that runs alone and prints everything the page shows, in the page's order."""
+    text = page.read_text()
+    name = f"docs/{page_id(page)}"
+    assert re.search(r'^\?\?\? question "Check yourself', text, re.M), (
+        f'{name}: no collapsed ??? question "Check yourself: ..." block'
+    )
+    assert re.search(r'^\?\?\? example "All the code on this page"', text, re.M), (
+        f'{name}: no collapsed ??? example "All the code on this page" block'
+    )
+    blocks = harness.collect_page(page)
+    alone = [b for b in blocks if b.standalone]
+    assert len(alone) == 1, f'{name}: needs one python block titled "All the code on this page"'
+    (block,) = alone
+    assert block is blocks[-1], f"{name}: the all-the-code block must be the page's last block"
+    printed = block.pieces[0].expected_output
+    assert printed, f"{name}: the all-the-code block needs its expected output"
+    question_line = text.count("\n", 0, text.index('??? question "Check yourself')) + 1
+    answers = [b for b in blocks[:-1] if b.lineno > question_line]
+    assert any(p.expected_output for b in answers for p in b.pieces), (
+        f"{name}: the check-yourself answer must be printed by a block with expected output"
+    )
+    pos = 0
+    for b in blocks[:-1]:
+        for p in b.pieces:
+            if p.expected_output:
+                shown = p.expected_output.strip()
+                found = printed.find(shown, pos)
+                assert found >= 0, (
+                    f"{name}:{p.lineno}: the all-the-code block does not print this output"
+                    f" (after what it printed before):\n{shown}"
+                )
+                pos = found + len(shown)

@@ -1,0 +1,102 @@
+"""The build hooks: generated files, notebook pages, accessibility fixes."""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+
+import pytest
+
+from hooks import a11y, generated, markers, notebooks
+from tests.conftest import mkdocs_build
+
+
+def test_generators_collects_every_generated_mapping(tmp_path, monkeypatch):
+    pkg = tmp_path / "fakepkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("GENERATED = {'figures/a.svg': lambda: '<svg/>'}\n")
+    (pkg / "b.py").write_text("X = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert generated.render_all("fakepkg") == {"figures/a.svg": "<svg/>"}
+    (pkg / "c.py").write_text("GENERATED = {'figures/a.svg': lambda: 'again'}\n")
+    for name in [m for m in sys.modules if m.startswith("fakepkg")]:
+        del sys.modules[name]
+    with pytest.raises(ValueError, match="figures/a.svg"):
+        generated.generators("fakepkg")
+
+
+def test_search_dialog_gets_a_name():
+    assert 'aria-label="Search"' in a11y.name_search_dialog(a11y.SEARCH_DIALOG)
+
+
+NOTEBOOK = textwrap.dedent('''\
+    # %% [markdown]
+    # # Title
+    # Some $x^2$ math.
+
+    # %%
+    print(1 + 1)
+''')
+
+
+def test_notebook_becomes_ipynb():
+    nb = json.loads(notebooks.to_ipynb(NOTEBOOK))
+    assert [c["cell_type"] for c in nb["cells"]] == ["markdown", "code"]
+    assert "".join(nb["cells"][1]["source"]) == "print(1 + 1)"
+
+
+def test_notebook_math_converted_outside_code_only():
+    page = (
+        '<div class="jp-RenderedHTMLCommon jp-RenderedMarkdown jp-MarkdownOutput">'
+        "<p>Inline $a_1$ and</p><p>$$\\frac{1}{2}$$</p><code>$not math$</code></div>"
+        "<pre>$outside$</pre>"
+    )
+    out, errors = notebooks.convert_math(page, "nb.py")
+    assert errors == []
+    assert out.count("<math") == 2
+    assert "<code>$not math$</code>" in out and "<pre>$outside$</pre>" in out
+    _, errors = notebooks.convert_math(page.replace("a_1", "\\frac{a"), "nb.py")
+    assert errors and errors[0].startswith("nb.py: cannot convert TeX")
+
+
+def test_downloads_link_both_formats():
+    links = notebooks.downloads("playground")
+    assert 'href="../playground.ipynb"' in links and 'href="playground.py"' in links
+
+
+def test_failing_notebook_cell_fails_the_strict_build(scratch_project):
+    """allow_errors is off: a cell that raises is a broken page, not a rendered error."""
+    (scratch_project / "docs" / "index.md").write_text("# Home\n")
+    nbdir = scratch_project / "docs" / "notebooks"
+    nbdir.mkdir()
+    (nbdir / "broken.py").write_text(NOTEBOOK + "\n# %%\n1 / 0\n")
+    build = mkdocs_build(scratch_project / "site", scratch_project / "mkdocs.yml")
+    assert build.returncode != 0
+    assert "ZeroDivisionError" in build.log
+
+
+@pytest.mark.xdist_group("site")
+def test_built_notebooks_have_outputs_downloads_and_no_mathjax(site):
+    pages = sorted((site / "notebooks").glob("*/index.html"))
+    assert pages, "no notebook pages were built"
+    for page in pages:
+        text = page.read_text()
+        stem = page.parent.name
+        assert "jp-OutputArea-output" in text, f"{stem}: no cell output"
+        assert "mathjax" not in text.lower(), f"{stem}: a MathJax loader is left"
+        assert '<script src="">' not in text
+        assert (page.parent / f"{stem}.py").exists()
+        nb = json.loads((site / "notebooks" / f"{stem}.ipynb").read_text())
+        assert nb["cells"], f"{stem}.ipynb is empty"
+
+
+def test_test_markers_are_dropped_from_the_rendered_page():
+    page = (
+        "Text\n\n!!! note\n\n    <!--pytest-codeblocks:cont-->\n    ```python\n    x\n"
+        "    ```\n<!--pytest.mark.skip(reason=\"r\")-->\n<!-- an ordinary comment -->\n"
+    )
+    out = markers.strip_markers(page)
+    assert "pytest" not in out
+    assert "<!-- an ordinary comment -->" in out and "    ```python\n    x\n" in out
