@@ -1,0 +1,309 @@
+"""Multi-head self-attention, built from the single-head version.
+
+Shape legend: B = batch size, T = sequence length, D = embed_dim (d_model),
+H = num_heads, Dh = head_dim = D / H.
+
+The idea: instead of one attention over all D features, split the features into H
+groups of Dh, run scaled dot-product attention in every group ("head") at once, glue
+the heads' outputs back together and mix them with one more linear layer. Each head
+has its own slice of the query/key/value projections, so each head can learn to
+look for something different, at the same cost as one big head.
+
+The page shows this file one section at a time: ``split-heads`` and ``merge-heads``
+are the two reshapes that make the heads, ``multihead-init`` and
+``multihead-forward`` are the module (``multihead-module`` is the whole class), and
+``from-torch`` copies the weights of a ``torch.nn.MultiheadAttention`` so the two can
+be compared number for number.
+"""
+
+# --8<-- [start:imports]
+import torch
+import torch.nn.functional as F
+from torch import nn
+# --8<-- [end:imports]
+
+from snippets.attention import scaled_dot_product_attention
+
+__all__ = ["split_heads", "merge_heads", "MultiHeadAttention"]
+
+
+# --8<-- [start:split-heads]
+def split_heads(x, num_heads):
+    """(B, T, D) -> (B, H, T, Dh): give every head its own Dh-wide slice of features.
+
+    Head h gets features ``h * Dh`` to ``(h + 1) * Dh - 1``. Moving H in front of T
+    makes the heads look like extra batch dimensions, so one batched matmul runs
+    attention in all of them at once. Both steps are views: nothing is copied.
+    """
+    batch, seq_len, embed_dim = x.shape  # B, T, D
+    if embed_dim % num_heads:
+        raise ValueError(
+            f"x.shape[-1] must be divisible by num_heads={num_heads}, "
+            f"got x of shape {tuple(x.shape)}"
+        )
+    head_dim = embed_dim // num_heads  # Dh = D / H
+    x = x.view(batch, seq_len, num_heads, head_dim)  # (B, T, H, Dh)
+    return x.transpose(1, 2)  # (B, H, T, Dh)
+# --8<-- [end:split-heads]
+
+
+# --8<-- [start:merge-heads]
+def merge_heads(x):
+    """(B, H, T, Dh) -> (B, T, D): undo ``split_heads``, putting the heads side by side.
+
+    Row t of the result is head 0's output for token t, then head 1's, and so on,
+    which is the layout the output projection expects.
+    """
+    batch, num_heads, seq_len, head_dim = x.shape  # B, H, T, Dh
+    x = x.transpose(1, 2)  # (B, T, H, Dh)
+    return x.reshape(batch, seq_len, num_heads * head_dim)  # (B, T, D)
+# --8<-- [end:merge-heads]
+
+
+# --8<-- [start:input-checks]
+def _check_init_args(embed_dim, num_heads):
+    for name, value in (("embed_dim", embed_dim), ("num_heads", num_heads)):
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if embed_dim % num_heads:
+        raise ValueError(
+            f"embed_dim must be divisible by num_heads, so that every head gets "
+            f"head_dim = embed_dim / num_heads features; got embed_dim={embed_dim} "
+            f"and num_heads={num_heads}"
+        )
+
+
+def _check_forward_args(x, mask, is_causal, embed_dim, num_heads):
+    if not isinstance(x, torch.Tensor) or x.dim() != 3:
+        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"x must be a 3-D tensor of shape (B, T, D), got {got}")
+    if x.shape[-1] != embed_dim:
+        raise ValueError(
+            f"x must have shape (B, T, embed_dim={embed_dim}), "
+            f"got x of shape {tuple(x.shape)}"
+        )
+    if mask is None:
+        return
+    if is_causal:
+        raise ValueError(
+            "mask and is_causal=True were both given; use one: is_causal=True alone "
+            "for a causal mask, or only mask, with the causal pattern folded in "
+            "(mask & torch.ones(T, T, dtype=torch.bool).tril()) to combine the two"
+        )
+    if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
+        got = mask.dtype if isinstance(mask, torch.Tensor) else type(mask).__name__
+        raise ValueError(
+            f"mask must be a boolean tensor (True = may attend), got {got}; "
+            "convert a 0/1 mask with mask.bool() and an additive float mask "
+            "(0 / -inf) with mask == 0"
+        )
+    batch, seq_len, _ = x.shape
+    target = (batch, num_heads, seq_len, seq_len)  # (B, H, T, T)
+    try:  # F.scaled_dot_product_attention also needs at least the (T, T) dims
+        fits = mask.dim() >= 2 and torch.broadcast_shapes(mask.shape, target) == target
+    except RuntimeError:
+        fits = False
+    if not fits:
+        raise ValueError(
+            f"mask of shape {tuple(mask.shape)} cannot broadcast to the attention "
+            f"weights' shape (B, H, T, T) = {target} with at least 2 dimensions; "
+            "e.g. use (B, 1, 1, T) for key padding or (T, T) for a pattern"
+        )
+# --8<-- [end:input-checks]
+
+
+# --8<-- [start:multihead-module]
+class MultiHeadAttention(nn.Module):
+    """Batch-first multi-head self-attention: (B, T, D) -> (B, T, D).
+
+    ``qkv_proj`` is one ``nn.Linear(D, 3 * D)`` whose output rows are ordered q, k, v
+    (so its weight is exactly ``torch.nn.MultiheadAttention.in_proj_weight``): one big
+    matmul is faster than three small ones. ``out_proj`` mixes the heads' outputs.
+    Attributes ``embed_dim`` (D), ``num_heads`` (H) and ``head_dim`` (Dh = D / H).
+    """
+
+    # --8<-- [start:multihead-init]
+    def __init__(self, embed_dim, num_heads, bias=True):
+        super().__init__()
+        _check_init_args(embed_dim, num_heads)
+        self.embed_dim = embed_dim  # D
+        self.num_heads = num_heads  # H
+        self.head_dim = embed_dim // num_heads  # Dh
+        self.qkv_proj = nn.Linear(embed_dim, 3 * embed_dim, bias=bias)  # D -> 3D
+        self.out_proj = nn.Linear(embed_dim, embed_dim, bias=bias)  # D -> D
+    # --8<-- [end:multihead-init]
+
+    # --8<-- [start:multihead-forward]
+    def forward(self, x, mask=None, is_causal=False, need_weights=False):
+        """Self-attention over x: (B, T, D) -> (output (B, T, D), weights or None).
+
+        ``mask`` is boolean, True meaning "query i may attend to key j", and must
+        broadcast to (B, H, T, T): (B, 1, 1, T) masks padded keys, (T, T) is one
+        pattern for every sequence and head. ``is_causal=True`` lets token i see
+        tokens 0..i only; give it instead of a mask, not with one.
+
+        With ``need_weights=False`` (the default) attention runs in PyTorch's fused
+        ``F.scaled_dot_product_attention`` and ``weights`` is None. With
+        ``need_weights=True`` it runs in the from-scratch
+        ``snippets.attention.scaled_dot_product_attention``, and ``weights`` is the
+        per-head (B, H, T, T) tensor. Both give the same output.
+
+        Each head scales its scores by 1 / sqrt(Dh), its own width, not by
+        1 / sqrt(D).
+
+        A query whose mask row allows no key at all gets zero attention weights and
+        a zero attention output, as ``F.scaled_dot_product_attention`` gives in
+        torch 2.13, so its output row is just ``out_proj.bias`` (zeros without
+        bias). ``torch.nn.MultiheadAttention`` returns NaN for such rows, except
+        when it runs F.scaled_dot_product_attention itself (need_weights=False with
+        autograd on).
+        """
+        _check_forward_args(x, mask, is_causal, self.embed_dim, self.num_heads)
+        q, k, v = self.qkv_proj(x).chunk(3, dim=-1)  # 3 x (B, T, D), views
+        q = split_heads(q, self.num_heads)  # (B, H, T, Dh)
+        k = split_heads(k, self.num_heads)  # (B, H, T, Dh)
+        v = split_heads(v, self.num_heads)  # (B, H, T, Dh)
+        if need_weights:  # from scratch (snippets.attention): weights come back too
+            out, weights = scaled_dot_product_attention(
+                q, k, v, mask=mask, is_causal=is_causal
+            )  # (B, H, T, Dh), (B, H, T, T)
+        else:  # PyTorch's fused kernel: faster, but it does not return the weights
+            out = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, is_causal=is_causal
+            )  # (B, H, T, Dh)
+            weights = None
+        return self.out_proj(merge_heads(out)), weights  # (B, T, D), weights
+    # --8<-- [end:multihead-forward]
+
+    # --8<-- [start:from-torch]
+    @classmethod
+    def from_torch(cls, m):
+        """Build a MultiHeadAttention with the weights of ``m`` (nn.MultiheadAttention).
+
+        ``m.in_proj_weight`` (3D, D) holds the q, k and v projections stacked in that
+        order, exactly the layout of ``qkv_proj.weight``, so the weights copy over
+        one to one. Raises ValueError for the options that have no counterpart here.
+        """
+        if not isinstance(m, nn.MultiheadAttention):
+            raise ValueError(
+                f"m must be a torch.nn.MultiheadAttention, got {type(m).__name__}"
+            )
+        if not m.batch_first:
+            raise ValueError(
+                "m.batch_first is False: m takes (T, B, D) inputs, this module takes "
+                "(B, T, D); build m with batch_first=True"
+            )
+        if not m._qkv_same_embed_dim:
+            raise ValueError(
+                f"m.kdim={m.kdim} and m.vdim={m.vdim} must equal "
+                f"m.embed_dim={m.embed_dim}: separate q/k/v projections cannot be "
+                "copied into the fused qkv_proj"
+            )
+        if m.bias_k is not None:
+            raise ValueError(
+                "m was built with add_bias_kv=True (m.bias_k, m.bias_v): the extra "
+                "key/value bias rows have no counterpart here"
+            )
+        if m.add_zero_attn:
+            raise ValueError(
+                "m.add_zero_attn is True: the extra all-zero key/value has no "
+                "counterpart here"
+            )
+        if m.dropout > 0:
+            raise ValueError(
+                f"m.dropout is {m.dropout}, but this module has no attention dropout; "
+                "build m with dropout=0.0"
+            )
+        bias = m.in_proj_bias is not None
+        new = cls(m.embed_dim, m.num_heads, bias=bias).to(m.in_proj_weight)
+        state = {
+            "qkv_proj.weight": m.in_proj_weight,  # (3D, D): rows q, then k, then v
+            "out_proj.weight": m.out_proj.weight,  # (D, D)
+        }
+        if bias:
+            state["qkv_proj.bias"] = m.in_proj_bias
+            state["out_proj.bias"] = m.out_proj.bias
+        new.load_state_dict(state)  # strict: every parameter must be copied
+        return new.train(m.training)
+    # --8<-- [end:from-torch]
+# --8<-- [end:multihead-module]
+
+
+# Not shown on a page: the data and the figure of docs/multi-head.md's
+# "Different heads, different weights", made at build time.
+
+
+def seeded_head_weights():
+    """(H, T, T) weights of every head for sequence 0 of the page's seeded example.
+
+    The example is ``torch.manual_seed(0)``, then ``MultiHeadAttention(8, 2)``, then
+    ``x = torch.randn(2, 5, 8)``: an untrained layer, H = 2, T = 5. The draws run in
+    a forked random state, so the caller's generator is left as it was.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = MultiHeadAttention(8, 2)
+        x = torch.randn(2, 5, 8)  # (B, T, D)
+    with torch.no_grad():
+        _, weights = model(x, need_weights=True)  # (B, H, T, T)
+    return weights[0]  # (H, T, T)
+
+
+def _luminance(rgba):
+    """WCAG relative luminance of a colour; below 0.18 white text reads better."""
+    r, g, b = (c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+               for c in rgba[:3])
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def heads_heatmap_svg():
+    """One heatmap per head of ``seeded_head_weights()``, on a white card so it reads
+    the same in the site's light and dark schemes; each row's largest weight is
+    outlined. Made at build time."""
+    import io
+
+    import matplotlib
+    import matplotlib.patches
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    weights = seeded_head_weights().numpy()  # (H, T, T)
+    num_heads, seq_len, _ = weights.shape
+    head_dim = 8 // num_heads
+    top = max(0.5, float(weights.max()))  # colour scale: 0 .. 0.5 at least
+    ink = "#1a1a1a"
+    style = {"svg.hashsalt": "multihead-heads", "svg.fonttype": "path",
+             "font.size": 11, "text.color": ink, "axes.labelcolor": ink,
+             "xtick.color": ink, "ytick.color": ink}
+    with matplotlib.rc_context(style):
+        fig, axes = plt.subplots(1, num_heads, figsize=(3.6 * num_heads + 1.2, 4.0),
+                                 facecolor="white", layout="constrained")
+        for h, ax in enumerate(axes):
+            ax.set_facecolor("white")
+            image = ax.imshow(weights[h], cmap="Blues", vmin=0.0, vmax=top)
+            for i in range(seq_len):
+                best = int(weights[h, i].argmax())
+                ax.add_patch(matplotlib.patches.Rectangle(
+                    (best - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="#b2182b",
+                    lw=2.2))
+                for j in range(seq_len):
+                    dark = _luminance(image.cmap(image.norm(weights[h, i, j]))) < 0.18
+                    ax.text(j, i, f"{weights[h, i, j]:.2f}", ha="center",
+                            va="center", fontsize=9, color="white" if dark else ink)
+            ax.set_xticks(range(seq_len))
+            ax.set_yticks(range(seq_len))
+            ax.set_xlabel("key (token attended to)")
+            ax.set_ylabel("query (token attending)")
+            ax.set_title(f"head {h}: features {h * head_dim}\u2013"
+                         f"{(h + 1) * head_dim - 1}")
+        fig.colorbar(image, ax=list(axes), label="attention weight", fraction=0.04)
+        fig.suptitle("Untrained MultiHeadAttention(8, 2): the two heads' weights, "
+                     "sequence 0")
+        buffer = io.StringIO()
+        fig.savefig(buffer, format="svg", metadata={"Date": None}, facecolor="white")
+        plt.close(fig)
+    return buffer.getvalue()
+
+
+GENERATED = {"figures/multihead-heads.svg": heads_heatmap_svg}

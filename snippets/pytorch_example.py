@@ -1,0 +1,238 @@
+"""The article's PyTorch example, done right, and the numbers that say why.
+
+The page ``docs/pytorch-example.md`` shows this file. ``article_example`` and
+``article_attention`` are the article's recipe (batch 1, 4 tokens, width 5, three
+plain ``torch.randn(5, 5)`` matrices), with the random generator made explicit so that
+it can be seeded. ``SelfAttention`` is the same computation as a reusable layer: its
+projections are ``nn.Linear`` layers, so they are parameters, initialised at a sensible
+scale. ``scaled_scores_by_init`` and ``saturation_stats`` measure, over many random
+draws, how much the article's unscaled weights saturate the softmax.
+
+Shape legend: B = batch, T = tokens, d_model = embedding width, d_k = width of the
+queries and keys, d_v = width of the values.
+"""
+
+# --8<-- [start:imports]
+import math
+
+import torch
+from torch import nn
+# --8<-- [end:imports]
+
+from snippets.attention import (
+    attention_scores,
+    project,
+    scale_scores,
+    scaled_dot_product_attention,
+)
+
+__all__ = [
+    "GENERATED",
+    "SelfAttention",
+    "article_attention",
+    "article_example",
+    "saturation_figure_svg",
+    "saturation_stats",
+    "scaled_scores_by_init",
+]
+
+# --8<-- [start:article-example]
+def article_example(generator=None, seq_len=4, d_model=5, weight_scale=1.0):
+    """The article's inputs: x (1, T, d_model) and w_q, w_k, w_v (d_model, d_model).
+
+    All entries are drawn from N(0, 1), in the article's order (x, then w_q, w_k,
+    w_v), and the matrices are multiplied by ``weight_scale`` (the article: 1).
+    ``generator=None`` draws from PyTorch's global generator, as the article does;
+    pass a seeded ``torch.Generator`` to get the same numbers on every run.
+    """
+    x = torch.randn(1, seq_len, d_model, generator=generator)  # (1, T, d_model)
+    w_q, w_k, w_v = (
+        torch.randn(d_model, d_model, generator=generator) * weight_scale
+        for _ in range(3)
+    )  # each (d_model, d_model), so d_k = d_v = d_model
+    return x, w_q, w_k, w_v
+# --8<-- [end:article-example]
+
+
+# --8<-- [start:article-attention]
+def article_attention(x, w_q, w_k, w_v):
+    """The article's five steps on plain tensors: project, then scaled dot-product
+    attention. Returns (output (1, T, d_model), weights (1, T, T))."""
+    q, k, v = project(x, w_q, w_k, w_v)  # each (1, T, d_model)
+    return scaled_dot_product_attention(q, k, v)  # steps 2-5
+# --8<-- [end:article-attention]
+
+
+# --8<-- [start:self-attention]
+class SelfAttention(nn.Module):
+    """Single-head self-attention: softmax(q k^T / sqrt(d_k)) v, with q, k and v
+    projected from the same input by three learned linear layers.
+
+    x: (..., T, d_model) -> output (..., T, d_v), weights (..., T, T); d_v defaults
+    to d_k. The projections are ``nn.Linear`` layers, so they are registered
+    parameters (trained by an optimizer, saved in ``state_dict``, moved by ``.to``)
+    and start at nn.Linear's scale, uniform in +-1/sqrt(d_model), which keeps the
+    scores small and the softmax far from saturation.
+    """
+
+    def __init__(self, d_model, d_k, d_v=None, bias=False):
+        super().__init__()
+        d_v = d_k if d_v is None else d_v
+        for name, value in (("d_model", d_model), ("d_k", d_k), ("d_v", d_v)):
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        self.d_model, self.d_k, self.d_v = d_model, d_k, d_v
+        self.w_q = nn.Linear(d_model, d_k, bias=bias)  # weight: (d_k, d_model)
+        self.w_k = nn.Linear(d_model, d_k, bias=bias)  # weight: (d_k, d_model)
+        self.w_v = nn.Linear(d_model, d_v, bias=bias)  # weight: (d_v, d_model)
+
+    @classmethod
+    def from_matrices(cls, w_q, w_k, w_v):
+        """A layer computing x @ w_q, x @ w_k, x @ w_v, like the article's matrices.
+
+        w_q, w_k: (d_model, d_k), w_v: (d_model, d_v). nn.Linear stores its weight
+        as (out, in) and computes x @ weight.T, so the matrices are copied transposed.
+        """
+        for name, w in (("w_q", w_q), ("w_k", w_k), ("w_v", w_v)):
+            if not isinstance(w, torch.Tensor):
+                raise ValueError(f"{name} must be a tensor, got {type(w).__name__}")
+            if w.dim() != 2:
+                raise ValueError(
+                    f"{name} must have shape (d_model, d), got {tuple(w.shape)}"
+                )
+        d_model, d_k = w_q.shape
+        if w_k.shape != (d_model, d_k) or w_v.shape[0] != d_model:
+            raise ValueError(
+                f"w_k must have w_q's shape {(d_model, d_k)} and w_v shape "
+                f"({d_model}, d_v); got w_k {tuple(w_k.shape)}, w_v {tuple(w_v.shape)}"
+            )
+        layer = cls(d_model, d_k, w_v.shape[1])
+        with torch.no_grad():
+            for linear, w in ((layer.w_q, w_q), (layer.w_k, w_k), (layer.w_v, w_v)):
+                linear.weight.copy_(w.T)  # (d_model, out) -> (out, d_model)
+        return layer
+
+    def qkv(self, x):
+        """x (..., T, d_model) -> q, k (..., T, d_k) and v (..., T, d_v)."""
+        if not isinstance(x, torch.Tensor):
+            raise ValueError(f"x must be a torch.Tensor, got {type(x).__name__}")
+        if x.dim() < 2 or x.shape[-1] != self.d_model:
+            raise ValueError(
+                f"x must have shape (..., T, d_model) with d_model={self.d_model}, "
+                f"got {tuple(x.shape)}"
+            )
+        q = self.w_q(x)  # (..., T, d_model) @ (d_model, d_k) -> (..., T, d_k)
+        k = self.w_k(x)  # (..., T, d_model) @ (d_model, d_k) -> (..., T, d_k)
+        v = self.w_v(x)  # (..., T, d_model) @ (d_model, d_v) -> (..., T, d_v)
+        return q, k, v
+
+    def forward(self, x, mask=None, is_causal=False):
+        """Returns (output (..., T, d_v), weights (..., T, T)); ``mask`` is boolean,
+        True = may attend, as in ``scaled_dot_product_attention``."""
+        q, k, v = self.qkv(x)
+        return scaled_dot_product_attention(q, k, v, mask=mask, is_causal=is_causal)
+# --8<-- [end:self-attention]
+
+
+# --8<-- [start:scores-by-init]
+def scaled_scores_by_init(num_runs=1000, seq_len=4, d_model=5, seed=0):
+    """The scaled scores q k^T / sqrt(d_k) of ``num_runs`` random examples of the
+    article's size, with W_Q and W_K made three ways (d_k = d_model, as there):
+
+    - "torch.randn": the article's N(0, 1) matrices;
+    - "torch.randn / sqrt(d_model)": the same numbers divided by sqrt(d_model);
+    - "nn.Linear": a fresh ``SelfAttention`` layer, with PyTorch's default init.
+
+    Run r draws x and the N(0, 1) matrices from a generator seeded with seed + r;
+    the layers draw from the global generator, seeded with ``seed`` inside
+    ``fork_rng`` so the caller's random state is left as it was.
+    Returns {name: scores of shape (num_runs, T, T)}.
+    """
+    xs, raw_q, raw_k, lin_q, lin_k = [], [], [], [], []
+    with torch.random.fork_rng(), torch.no_grad():
+        torch.manual_seed(seed)
+        for run in range(num_runs):
+            generator = torch.Generator().manual_seed(seed + run)
+            x, w_q, w_k, _ = article_example(generator, seq_len, d_model)
+            layer = SelfAttention(d_model, d_model)
+            xs.append(x[0])  # (T, d_model)
+            raw_q.append(w_q)
+            raw_k.append(w_k)
+            lin_q.append(layer.w_q.weight.T)  # nn.Linear computes x @ weight.T
+            lin_k.append(layer.w_k.weight.T)
+    x = torch.stack(xs)  # (N, T, d_model): all runs at once, one batched matmul
+    pairs = {
+        "torch.randn": (torch.stack(raw_q), torch.stack(raw_k)),  # (N, d_model, d_k)
+        "torch.randn / sqrt(d_model)": (torch.stack(raw_q) / math.sqrt(d_model),
+                                        torch.stack(raw_k) / math.sqrt(d_model)),
+        "nn.Linear": (torch.stack(lin_q), torch.stack(lin_k)),
+    }
+    return {
+        name: scale_scores(attention_scores(x @ w_q, x @ w_k), d_model)  # (N, T, T)
+        for name, (w_q, w_k) in pairs.items()
+    }
+# --8<-- [end:scores-by-init]
+
+
+# --8<-- [start:saturation-stats]
+def saturation_stats(scores):
+    """How saturated the softmax of ``scores`` (..., T, T) is, averaged over rows.
+
+    - "score std": the spread of the scaled scores;
+    - "max weight": each row's largest weight (1/T = uniform, 1 = one key only);
+    - "entropy": of each row, in bits (log2 T = uniform, 0 = one key only);
+    - "saturated": the share of rows that give more than 0.99 to one key;
+    - "gradient": the size (Frobenius norm) of the softmax's Jacobian
+      diag(p) - p p^T, the factor every gradient passes through on its way from
+      the weights back to the scores; it is 0 for a one-hot row.
+    """
+    p = torch.softmax(scores, dim=-1)  # (..., T, T)
+    largest = p.max(dim=-1).values  # (..., T)
+    entropy = -torch.special.xlogy(p, p).sum(dim=-1) / math.log(2)  # 0 log 0 = 0
+    jacobian = torch.diag_embed(p) - p.unsqueeze(-1) * p.unsqueeze(-2)  # (..., T, T, T)
+    return {
+        "score std": scores.std().item(),
+        "max weight": largest.mean().item(),
+        "entropy": entropy.mean().item(),
+        "saturated": (largest > 0.99).float().mean().item(),
+        "gradient": torch.linalg.matrix_norm(jacobian).mean().item(),
+    }
+# --8<-- [end:saturation-stats]
+
+
+def saturation_figure_svg() -> str:
+    """SVG histograms of each row's largest weight, for the three ways of making the
+    weights (1000 runs of the article's example each)."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scores = scaled_scores_by_init()
+    seq_len = next(iter(scores.values())).shape[-1]
+    bins = torch.linspace(1 / seq_len, 1.0, 31).tolist()
+    colors = ("#b2182b", "#ef8a62", "#2166ac")
+    style = {"svg.hashsalt": "pytorch-example-saturation", "font.size": 11}
+    with plt.rc_context(style):
+        fig, axes = plt.subplots(3, 1, figsize=(6.4, 5.6), sharex=True, sharey=True,
+                                 facecolor="white")
+        for ax, (name, s), color in zip(axes, scores.items(), colors):
+            largest = torch.softmax(s, dim=-1).max(dim=-1).values.flatten()
+            ax.hist(largest.tolist(), bins=bins, color=color)
+            ax.set_facecolor("white")
+            ax.set_title(f"W_Q, W_K from {name}: mean {largest.mean():.2f}",
+                         fontsize=11)
+            ax.set_ylabel("rows")
+        axes[-1].set_xlabel(
+            f"largest weight in a row (1/{seq_len} = spread evenly, 1 = one key only)"
+        )
+        fig.tight_layout()
+        buffer = io.StringIO()
+        fig.savefig(buffer, format="svg", metadata={"Date": None})
+        plt.close(fig)
+    return buffer.getvalue()
+
+
+GENERATED = {"figures/pytorch-example-saturation.svg": saturation_figure_svg}
