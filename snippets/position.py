@@ -1,0 +1,237 @@
+"""Order and position: what self-attention does with word order, and two ways to
+give it positions.
+
+The page ``docs/position.md`` shows this file one section at a time:
+``self-attention`` is one head with no positions and ``permutation-gap`` measures
+whether shuffling the tokens just shuffles its output; ``sinusoidal-positions``
+(Vaswani et al., 2017) adds a position vector to every embedding; ``rope`` (rotary
+position embedding, Su et al.) rotates the queries and keys instead, and
+``rope-self-attention`` / ``rope-score`` use it. Both share ``position-angles``.
+
+Shape legend: B = batch, T = tokens, d_model = embedding width, head_dim = width of
+a query/key, d_v = width of a value.
+"""
+
+# --8<-- [start:imports]
+import torch
+# --8<-- [end:imports]
+
+from snippets.attention import project, scaled_dot_product_attention
+
+__all__ = [
+    "self_attention",
+    "permutation_gap",
+    "check_width",
+    "position_angles",
+    "sinusoidal_positions",
+    "apply_rope",
+    "rope_self_attention",
+    "rope_score",
+    "sinusoidal_svg",
+    "rope_relative_svg",
+    "GENERATED",
+]
+
+
+# --8<-- [start:self-attention]
+def self_attention(x, w_q, w_k, w_v, is_causal=False):
+    """One head of self-attention with no position information at all.
+
+    x: (..., T, d_model); w_q, w_k: (d_model, head_dim); w_v: (d_model, d_v).
+    Returns (..., T, d_v). Row t of the output depends on token t and on the *set*
+    of tokens, not on where they stand (unless ``is_causal``).
+    """
+    q, k, v = project(x, w_q, w_k, w_v)  # (..., T, head_dim) x2, (..., T, d_v)
+    output, _ = scaled_dot_product_attention(q, k, v, is_causal=is_causal)
+    return output  # (..., T, d_v)
+# --8<-- [end:self-attention]
+
+
+# --8<-- [start:permutation-gap]
+def permutation_gap(layer, x, perm):
+    """How far ``layer`` is from permutation-equivariant, for this x and perm.
+
+    x: (..., T, d_model); perm: a permutation of 0..T-1 (list or tensor). Runs the
+    layer on the tokens in the order ``perm``, puts the output rows back in the
+    original order and returns the largest absolute difference from layer(x), as a
+    float. About 0 (rounding) means: shuffling the input only shuffled the output.
+    """
+    perm = torch.as_tensor(perm)
+    seq_len = x.shape[-2]  # T
+    if perm.dim() != 1 or sorted(perm.tolist()) != list(range(seq_len)):
+        raise ValueError(
+            f"perm must be a permutation of 0..{seq_len - 1} (x has shape "
+            f"{tuple(x.shape)}, so T = {seq_len}), got {perm.tolist()}"
+        )
+    shuffled = layer(x[..., perm, :])  # (..., T, d_v), row i is token perm[i]
+    restored = shuffled[..., torch.argsort(perm), :]  # row t is token t again
+    return (restored - layer(x)).abs().max().item()
+# --8<-- [end:permutation-gap]
+
+
+# --8<-- [start:check-width]
+def check_width(value, name):
+    """Raise ValueError unless ``value`` is a positive even integer (it is split
+    into pairs of dimensions, one frequency per pair)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 2 or value % 2:
+        raise ValueError(
+            f"{name} must be a positive even integer (its dimensions are used in "
+            f"pairs), got {value!r}"
+        )
+# --8<-- [end:check-width]
+
+
+# --8<-- [start:position-angles]
+def position_angles(positions, dim, base=10000.0):
+    """The angle pos * theta_i for every position and every pair of dimensions.
+
+    positions: (...) numbers; dim: even width. Returns (..., dim / 2) in float64,
+    with theta_i = base ** (-2i / dim) for i = 0 .. dim/2 - 1: pair 0 turns one
+    radian per position, the last pair base ** ((dim - 2) / dim) times slower.
+    """
+    i = torch.arange(dim // 2, dtype=torch.float64)  # (dim/2,)
+    theta = base ** (-2 * i / dim)  # (dim/2,) frequencies, from 1 down to ~1/base
+    positions = torch.as_tensor(positions, dtype=torch.float64)  # (...)
+    return positions[..., None] * theta  # (..., 1) * (dim/2,) -> (..., dim/2)
+# --8<-- [end:position-angles]
+
+
+# --8<-- [start:sinusoidal-positions]
+def sinusoidal_positions(T, d_model, base=10000.0):
+    """The (T, d_model) table of sinusoidal positions of Vaswani et al. (2017):
+    column 2i is sin(pos * theta_i), column 2i + 1 is cos(pos * theta_i).
+
+    It is added to the embeddings, x + sinusoidal_positions(T, d_model), so the
+    same word at two positions enters attention as two different vectors.
+    """
+    if isinstance(T, bool) or not isinstance(T, int) or T < 0:
+        raise ValueError(f"T must be a non-negative integer, got {T!r}")
+    check_width(d_model, "d_model")
+    angles = position_angles(torch.arange(T), d_model, base)  # (T, d_model/2)
+    table = torch.stack((angles.sin(), angles.cos()), dim=-1)  # (T, d_model/2, 2)
+    return table.flatten(-2).to(torch.float32)  # (T, d_model): sin, cos, sin, ...
+# --8<-- [end:sinusoidal-positions]
+
+
+# --8<-- [start:rope]
+def apply_rope(x, positions=None, base=10000.0):
+    """Rotary position embedding: rotate each pair of dimensions (2i, 2i + 1) of x
+    by the angle pos * theta_i, theta_i = base ** (-2i / head_dim).
+
+    x: (..., T, head_dim), a query or key per row. positions: numbers broadcastable
+    to (..., T), by default 0 .. T-1. Returns the same shape and dtype. Rotations
+    keep lengths and compose by adding angles, so the dot product of a query
+    rotated to position m and a key rotated to n depends on m - n only.
+    """
+    if not isinstance(x, torch.Tensor) or x.dim() < 2 or not x.is_floating_point():
+        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(
+            f"x must be a float tensor of shape (..., T, head_dim), got {got}"
+        )
+    check_width(x.shape[-1], "head_dim (x.shape[-1])")
+    if positions is None:
+        positions = torch.arange(x.shape[-2])  # (T,)
+    positions = torch.as_tensor(positions, dtype=torch.float64)
+    try:
+        ok = torch.broadcast_shapes(positions.shape, x.shape[:-1]) == x.shape[:-1]
+    except RuntimeError:
+        ok = False
+    if not ok:
+        raise ValueError(
+            f"positions must broadcast to x.shape[:-1] = {tuple(x.shape[:-1])}, "
+            f"got shape {tuple(positions.shape)}"
+        )
+    angles = position_angles(positions, x.shape[-1], base)  # (..., T, head_dim/2)
+    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+    even, odd = x[..., 0::2], x[..., 1::2]  # (..., T, head_dim/2) each: the pairs
+    rotated = torch.stack(
+        (even * cos - odd * sin, even * sin + odd * cos), dim=-1
+    )  # (..., T, head_dim/2, 2)
+    return rotated.flatten(-2)  # (..., T, head_dim), pairs back in place
+# --8<-- [end:rope]
+
+
+# --8<-- [start:rope-self-attention]
+def rope_self_attention(x, w_q, w_k, w_v, base=10000.0):
+    """``self_attention`` with RoPE: queries and keys are rotated by the positions
+    0..T-1 before their dot products; the values are left alone.
+
+    x: (..., T, d_model) -> (..., T, d_v).
+    """
+    q, k, v = project(x, w_q, w_k, w_v)  # (..., T, head_dim) x2, (..., T, d_v)
+    q, k = apply_rope(q, base=base), apply_rope(k, base=base)  # same shapes
+    output, _ = scaled_dot_product_attention(q, k, v)
+    return output  # (..., T, d_v)
+# --8<-- [end:rope-self-attention]
+
+
+# --8<-- [start:rope-score]
+def rope_score(q, k, q_pos, k_pos, base=10000.0):
+    """The dot product of query q at position q_pos with key k at position k_pos,
+    after RoPE. q, k: (head_dim,). Returns a float."""
+    q_rot = apply_rope(q[None, :], positions=[q_pos], base=base)  # (1, head_dim)
+    k_rot = apply_rope(k[None, :], positions=[k_pos], base=base)  # (1, head_dim)
+    return (q_rot @ k_rot.T).item()  # (1, head_dim) @ (head_dim, 1) -> (1, 1)
+# --8<-- [end:rope-score]
+
+
+def _svg(fig):
+    """The figure as SVG text, without a date, so builds are reproducible."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buffer = io.StringIO()
+    fig.savefig(buffer, format="svg", metadata={"Date": None})
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def sinusoidal_svg(T=64, d_model=64):
+    """SVG heatmap of ``sinusoidal_positions(T, d_model)``: one row per position."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    table = sinusoidal_positions(T, d_model)  # (T, d_model)
+    with plt.rc_context({"svg.hashsalt": "position-sinusoidal", "font.size": 10}):
+        fig, ax = plt.subplots(figsize=(6.4, 4.0), facecolor="white")
+        image = ax.imshow(table.numpy(), cmap="RdBu", vmin=-1, vmax=1, aspect="auto",
+                          interpolation="nearest")
+        ax.set_xlabel("dimension (even: sin, odd: cos; frequency falls to the right)")
+        ax.set_ylabel("position")
+        fig.colorbar(image, ax=ax, label="value")
+        fig.tight_layout()
+        return _svg(fig)
+
+
+def rope_relative_svg(head_dim=64, key_positions=(0, 100, 1000), span=40, seed=0):
+    """SVG plot: RoPE score of one vector with itself, against the relative
+    position m - n, for keys at several absolute positions n. The curves coincide."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    q = torch.randn(head_dim, generator=torch.Generator().manual_seed(seed))
+    offsets = list(range(-span, span + 1))
+    styles = [("-", 3.0), ("--", 1.8), (":", 1.8)]
+    with plt.rc_context({"svg.hashsalt": "position-rope", "font.size": 10}):
+        fig, ax = plt.subplots(figsize=(6.4, 3.4), facecolor="white")
+        ax.set_facecolor("white")
+        for n, (style, width) in zip(key_positions, styles):
+            scores = [rope_score(q, q, n + offset, n) for offset in offsets]
+            ax.plot(offsets, scores, linestyle=style, linewidth=width,
+                    label=f"key at position n = {n}")
+        ax.set_xlabel("relative position m - n of the query")
+        ax.set_ylabel("score q·k after RoPE")
+        ax.legend(frameon=False)
+        fig.tight_layout()
+        return _svg(fig)
+
+
+GENERATED = {
+    "figures/sinusoidal-positions.svg": sinusoidal_svg,
+    "figures/rope-relative.svg": rope_relative_svg,
+}
