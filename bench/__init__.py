@@ -1,0 +1,1 @@
+"""CPU benchmark of the site's attention implementations: ``python -m bench.run``."""

@@ -1,0 +1,597 @@
+"""Tests for snippets/efficient.py: tiled attention, the KV cache and grouped-query
+attention.
+
+References: the from-scratch ``snippets.attention.scaled_dot_product_attention``
+("naive", it builds the whole score matrix) and
+``torch.nn.functional.scaled_dot_product_attention``.
+
+Memory is checked by instrumentation, not by reading the process's memory: a
+TorchDispatchMode (``Allocations``) sees every tensor an aten op returns and, with
+weak references, when the last tensor on each storage dies, so it knows the peak
+number of bytes of tensor storage alive at once. That is exact for tensors and blind
+to scratch memory inside kernels (BLAS packing buffers), which does not depend on T.
+The benchmark (bench/run.py) measures the process's real peak memory instead.
+"""
+
+import importlib.util
+import inspect
+import re
+import weakref
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
+
+import snippets.efficient as efficient
+from snippets.attention import scaled_dot_product_attention as naive_attention
+from snippets.efficient import (
+    KVCache,
+    decode_step,
+    grouped_query_attention,
+    tiled_attention,
+)
+
+ATOL = 1e-5  # float32, rtol 0
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """These tensors are tiny: one thread is fastest, and two threads that wait for
+    each other slow everything down badly when the machine is busy."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def close(actual, expected, atol=ATOL):
+    torch.testing.assert_close(actual, expected, atol=atol, rtol=0)
+
+
+def randn(*shape, seed=0, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(*shape, generator=g, dtype=dtype)
+
+
+def qkv(lead, t_q, t_k, d, d_v, seed=0, dtype=torch.float32):
+    return (
+        randn(*lead, t_q, d, seed=seed, dtype=dtype),
+        randn(*lead, t_k, d, seed=seed + 1, dtype=dtype),
+        randn(*lead, t_k, d_v, seed=seed + 2, dtype=dtype),
+    )
+
+
+def naive(q, k, v, is_causal=False):
+    return naive_attention(q, k, v, is_causal=is_causal)[0]
+
+
+class Allocations(TorchDispatchMode):
+    """Inside ``with Allocations(*inputs) as a:``, follow every tensor storage made.
+
+    ``a.peak``: most bytes of new storage alive at one time; ``a.largest``: bytes of
+    the largest single new storage; ``a.calls``: how often each aten op ran. Storages
+    of ``inputs`` (and views of them, such as slices) are not new and do not count.
+    """
+
+    def __init__(self, *inputs):
+        super().__init__()
+        self.inputs = {t.untyped_storage().data_ptr() for t in inputs}
+        self.views = {}  # storage address -> live tensors on it that we handed out
+        self.sizes = {}  # storage address -> bytes
+        self.live = self.peak = self.largest = 0
+        self.calls = {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        name = str(func.overloadpacket)
+        self.calls[name] = self.calls.get(name, 0) + 1
+        for t in tree_leaves(out):
+            if isinstance(t, torch.Tensor):
+                self._follow(t)
+        return out
+
+    def _follow(self, t):
+        storage = t.untyped_storage()
+        ptr, nbytes = storage.data_ptr(), storage.nbytes()
+        if ptr in self.inputs or nbytes == 0:
+            return
+        if ptr not in self.views:
+            self.views[ptr], self.sizes[ptr] = 0, nbytes
+            self.live += nbytes
+            self.peak = max(self.peak, self.live)
+            self.largest = max(self.largest, nbytes)
+        self.views[ptr] += 1
+        weakref.finalize(t, self._release, ptr)
+
+    def _release(self, ptr):
+        self.views[ptr] -= 1
+        if self.views[ptr] == 0:
+            del self.views[ptr]
+            self.live -= self.sizes.pop(ptr)
+
+
+# ---------------------------------------------------------------------------
+# Tiled attention: the same numbers as the naive version
+# ---------------------------------------------------------------------------
+
+# (leading dims, T_q, T_k, d, d_v)
+SHAPES = [
+    ((), 1, 1, 4, 4),  # no batch or head dims, one token
+    ((2, 3), 5, 5, 8, 8),  # T smaller than every block but 1 and 4
+    ((1, 2), 37, 37, 8, 5),  # T not a multiple of the block
+    ((2,), 32, 32, 16, 16),  # T a multiple of every block but 256 (and 128)
+    ((2, 2), 20, 45, 8, 6),  # fewer queries than keys
+    ((2, 2), 45, 20, 8, 6),  # more queries than keys
+    ((1, 1, 2), 33, 70, 3, 7),  # three leading dims
+]
+SHAPE_IDS = [f"{lead}-Tq{tq}-Tk{tk}-d{d}-dv{dv}" for lead, tq, tk, d, dv in SHAPES]
+
+
+@pytest.mark.parametrize("is_causal", [False, True], ids=["full", "causal"])
+@pytest.mark.parametrize("block_size", [1, 4, 16, 32, 256])
+@pytest.mark.parametrize("shape", SHAPES, ids=SHAPE_IDS)
+def test_tiled_matches_naive(shape, block_size, is_causal):
+    lead, t_q, t_k, d, d_v = shape
+    q, k, v = qkv(lead, t_q, t_k, d, d_v)
+    out = tiled_attention(q, k, v, block_size=block_size, is_causal=is_causal)
+    assert out.shape == (*lead, t_q, d_v)
+    assert out.dtype == q.dtype
+    close(out, naive(q, k, v, is_causal))
+
+
+@pytest.mark.parametrize("is_causal", [False, True], ids=["full", "causal"])
+@pytest.mark.parametrize("shape", SHAPES, ids=SHAPE_IDS)
+def test_tiled_matches_torch_sdpa(shape, is_causal):
+    """Including torch's causal convention when T_q != T_k (aligned upper left)."""
+    lead, t_q, t_k, d, d_v = shape
+    q, k, v = qkv(lead, t_q, t_k, d, d_v, seed=7)
+    expected = F.scaled_dot_product_attention(q, k, v, is_causal=is_causal)
+    close(tiled_attention(q, k, v, block_size=16, is_causal=is_causal), expected)
+
+
+@pytest.mark.parametrize("is_causal", [False, True], ids=["full", "causal"])
+def test_tiled_default_block_size_with_several_blocks(is_causal):
+    """600 tokens: four full default blocks of 128 and a partial one."""
+    assert inspect.signature(tiled_attention).parameters["block_size"].default == 128
+    q, k, v = qkv((2,), 600, 600, 8, 8, seed=3)
+    close(tiled_attention(q, k, v, is_causal=is_causal), naive(q, k, v, is_causal))
+
+
+@pytest.mark.parametrize("is_causal", [False, True], ids=["full", "causal"])
+def test_tiled_float64_agrees_to_rounding(is_causal):
+    q, k, v = qkv((2, 2), 50, 50, 8, 8, seed=5, dtype=torch.float64)
+    out = tiled_attention(q, k, v, block_size=16, is_causal=is_causal)
+    assert out.dtype == torch.float64
+    close(out, naive(q, k, v, is_causal), atol=1e-12)
+
+
+def test_tiled_survives_scores_that_overflow_exp():
+    """Scores near 1e4: exp overflows unless the running maximum is subtracted,
+    and the maximum grows from block to block, so old sums must be rescaled."""
+    q, k, v = qkv((2,), 40, 40, 4, 4, seed=11)
+    k = k * torch.linspace(1, 100, 40).unsqueeze(-1)  # later keys have larger scores
+    q = q * 100
+    out = tiled_attention(q, k, v, block_size=8)
+    assert torch.isfinite(out).all()
+    close(out, naive(q, k, v))
+
+
+def test_tiled_query_rows_are_independent_of_other_queries():
+    """Row i depends on query i only: attention on a subset of rows gives those rows."""
+    q, k, v = qkv((2,), 30, 30, 8, 8, seed=2)
+    full = tiled_attention(q, k, v, block_size=7)
+    close(tiled_attention(q[:, 10:17], k, v, block_size=7), full[:, 10:17])
+
+
+def test_tiled_supports_autograd():
+    q, k, v = (t.requires_grad_() for t in qkv((2,), 9, 9, 4, 4, seed=4))
+    tiled_attention(q, k, v, block_size=4, is_causal=True).sum().backward()
+    grads = [t.grad.clone() for t in (q, k, v)]
+    for t in (q, k, v):
+        t.grad = None
+    naive(q, k, v, True).sum().backward()
+    for got, t in zip(grads, (q, k, v)):
+        close(got, t.grad)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    lead=st.lists(st.integers(1, 3), max_size=2),
+    t_q=st.integers(1, 40),
+    t_k=st.integers(1, 40),
+    d=st.integers(1, 8),
+    d_v=st.integers(1, 8),
+    block_size=st.integers(1, 48),
+    is_causal=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_property_tiled_matches_naive(lead, t_q, t_k, d, d_v, block_size, is_causal,
+                                      seed):
+    q, k, v = qkv(tuple(lead), t_q, t_k, d, d_v, seed=seed)
+    out = tiled_attention(q, k, v, block_size=block_size, is_causal=is_causal)
+    close(out, naive(q, k, v, is_causal))
+
+
+# ---------------------------------------------------------------------------
+# Tiled attention: memory and work
+# ---------------------------------------------------------------------------
+
+
+def test_allocations_instrument_measures_a_known_pattern():
+    """The instrument itself: 4 KB and 8 KB alive together, then 2 KB -> peak 12 KB;
+    views of a new tensor or of an input add nothing."""
+    x = torch.zeros(1024)
+
+    def pattern():
+        a = torch.ones(1024)  # 4 KB
+        b = torch.ones(2048)  # 8 KB
+        a_view = a[10:20]  # a view: no new storage
+        del a, b
+        c = torch.ones(512)  # 2 KB
+        x_view = x[:100]  # a view of the input
+        return a_view, c, x_view
+
+    with torch.no_grad(), Allocations(x) as allocations:
+        result = pattern()
+    assert allocations.peak == 4 * (1024 + 2048)
+    assert allocations.largest == 4 * 2048
+    assert allocations.live == 4 * (1024 + 512)  # a lives on through a_view
+    del result
+    assert allocations.live == 0
+
+
+def peak_and_largest(fn, *inputs):
+    with torch.no_grad(), Allocations(*inputs) as allocations:
+        out = fn(*inputs)
+    return allocations.peak - out.untyped_storage().nbytes(), allocations.largest
+
+
+@pytest.mark.parametrize("is_causal", [False, True], ids=["full", "causal"])
+def test_tiled_memory_grows_with_t_times_block_not_t_squared(is_causal):
+    """Peak tensor memory besides the output stays within a few (block, block) tiles
+    per head, and does not grow with T; the naive version holds (T, T) per head."""
+    heads, d, block = 2, 16, 32
+    tile = heads * block * max(block, d) * 4  # bytes of one (H, block, block) tile
+    peaks = {}
+    for t in (256, 512):
+        q, k, v = qkv((1, heads), t, t, d, d, seed=t)
+        tiled_peak, tiled_largest = peak_and_largest(
+            lambda q, k, v: tiled_attention(q, k, v, block, is_causal), q, k, v
+        )
+        naive_peak, _ = peak_and_largest(
+            lambda q, k, v: naive(q, k, v, is_causal), q, k, v
+        )
+        assert tiled_largest <= max(tile, heads * t * d * 4)  # a tile, or the output
+        assert tiled_peak <= 6 * tile  # s, p and small per-row statistics
+        assert naive_peak >= heads * t * t * 4  # the (H, T, T) weights at least
+        peaks[t] = tiled_peak, naive_peak
+    assert peaks[512][0] <= peaks[256][0] * 1.1  # tiled: flat in T (beyond output)
+    assert peaks[512][1] >= peaks[256][1] * 3.5  # naive: x4 for twice the tokens
+
+
+@pytest.mark.parametrize("t_q, t_k", [(64, 64), (64, 32), (32, 64)])
+def test_causal_skips_tiles_above_the_diagonal(t_q, t_k):
+    """Two batched matmuls per (query block, key block) tile. Causal attention only
+    computes the tiles with a key j <= some query i in them: with n = T / block
+    blocks each way, n (n + 1) / 2 tiles instead of n^2 when T_q = T_k."""
+    block = 8
+    q, k, v = qkv((1, 2), t_q, t_k, 4, 4)
+    counts = {}
+    for is_causal in (False, True):
+        with torch.no_grad(), Allocations(q, k, v) as allocations:
+            tiled_attention(q, k, v, block, is_causal)
+        counts[is_causal] = allocations.calls["aten.bmm"] // 2
+    n_q, n_k = t_q // block, t_k // block
+    assert counts[False] == n_q * n_k
+    expected = sum(min(n_k, i + 1) for i in range(n_q))  # query block i: keys <= i
+    assert counts[True] == expected
+    if t_q == t_k:
+        assert expected == n_q * (n_q + 1) // 2
+
+
+# ---------------------------------------------------------------------------
+# Tiled attention: bad arguments
+# ---------------------------------------------------------------------------
+
+GOOD = qkv((2, 3), 6, 6, 4, 5)
+
+
+@pytest.mark.parametrize("block_size", [0, -1, 1.5, True, "128", None])
+def test_tiled_rejects_bad_block_size(block_size):
+    with pytest.raises(ValueError, match=r"block_size must be a positive int, got"):
+        tiled_attention(*GOOD, block_size=block_size)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (([1.0, 2.0], GOOD[1], GOOD[2]), r"q must be a tensor of shape \(\.\.\., T, d\)"
+         r".*got list"),
+        ((GOOD[0], torch.zeros(4), GOOD[2]), r"k must be a tensor .*got \(4,\)"),
+        ((GOOD[0], GOOD[1], torch.zeros(2, 3, 6, 5, dtype=torch.int64)),
+         r"v must be a floating-point tensor, got torch.int64"),
+        ((GOOD[0].double(), GOOD[1], GOOD[2]), r"q, k and v must have one dtype"),
+        ((GOOD[0], GOOD[1][:1], GOOD[2]),
+         r"same leading \(batch, head\) dimensions, got shapes \(2, 3, 6, 4\), "
+         r"\(1, 3, 6, 4\) and \(2, 3, 6, 5\)"),
+        ((GOOD[0], torch.zeros(2, 3, 6, 3), GOOD[2]),
+         r"k must have the same last dimension d as q.*k needs \(\.\.\., T_k, 4\), "
+         r"got \(2, 3, 6, 3\)"),
+        ((GOOD[0], GOOD[1], torch.zeros(2, 3, 7, 5)),
+         r"v must have one row per key.*v needs \(\.\.\., 6, d_v\), "
+         r"got \(2, 3, 7, 5\)"),
+        ((GOOD[0], torch.zeros(2, 3, 0, 4), torch.zeros(2, 3, 0, 5)),
+         r"k must hold at least one key \(T_k >= 1\), got shape \(2, 3, 0, 4\)"),
+    ],
+    ids=["q-not-tensor", "k-1d", "v-int", "dtype-mix", "leading-dims", "d", "v-rows",
+         "no-keys"],
+)
+def test_tiled_rejects_bad_inputs(args, message):
+    with pytest.raises(ValueError, match=message):
+        tiled_attention(*args)
+
+
+# ---------------------------------------------------------------------------
+# KV cache: decoding token by token
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("capacity", [1, 3, 64])
+def test_decode_step_by_step_equals_full_causal_recompute(capacity):
+    """Feed the tokens one at a time: step t's output must be row t of causal
+    attention recomputed over tokens 0..t from scratch."""
+    lead, t, d, d_v = (2, 3), 12, 8, 5
+    q, k, v = qkv(lead, t, t, d, d_v, seed=9)
+    cache = KVCache(capacity=capacity)
+    steps = []
+    for i in range(t):
+        step = slice(i, i + 1)
+        out = decode_step(cache, q[..., step, :], k[..., step, :], v[..., step, :])
+        assert out.shape == (*lead, 1, d_v)
+        assert len(cache) == i + 1
+        prefix = slice(0, i + 1)
+        full = naive(q[..., prefix, :], k[..., prefix, :], v[..., prefix, :], True)
+        close(out, full[..., -1:, :])
+        steps.append(out)
+    close(torch.cat(steps, dim=-2), F.scaled_dot_product_attention(q, k, v,
+                                                                   is_causal=True))
+
+
+def test_decode_prefill_then_steps_equals_full_causal():
+    """A 7-token prompt in one call (causal among themselves), then 3 single steps."""
+    q, k, v = qkv((2, 2), 10, 10, 4, 4, seed=12)
+    cache = KVCache(capacity=4)  # the prompt alone overflows the first allocation
+    outs = [decode_step(cache, q[..., :7, :], k[..., :7, :], v[..., :7, :])]
+    for i in range(7, 10):
+        outs.append(decode_step(cache, q[..., i:i + 1, :], k[..., i:i + 1, :],
+                                v[..., i:i + 1, :]))
+    close(torch.cat(outs, dim=-2), naive(q, k, v, True))
+    assert len(cache) == 10
+
+
+def test_kv_cache_append_returns_everything_so_far_and_grows_by_doubling():
+    k, v = randn(2, 10, 4, seed=1), randn(2, 10, 3, seed=2)
+    cache = KVCache(capacity=1)
+    assert len(cache) == 0
+    handed_out, capacities = [], []
+    for i in range(10):
+        k_all, v_all = cache.append(k[:, i:i + 1], v[:, i:i + 1])
+        assert torch.equal(k_all, k[:, :i + 1]) and torch.equal(v_all, v[:, :i + 1])
+        handed_out.append((i, k_all, v_all))
+        capacities.append(cache.capacity)
+    assert capacities == [1, 2, 4, 4, 8, 8, 8, 8, 16, 16]
+    for i, k_all, v_all in handed_out:  # earlier results keep their values
+        assert torch.equal(k_all, k[:, :i + 1]) and torch.equal(v_all, v[:, :i + 1])
+
+
+def test_kv_cache_takes_chunks_bigger_than_double():
+    cache = KVCache(capacity=2)
+    cache.append(randn(1, 1, 2), randn(1, 1, 2))
+    k_all, _ = cache.append(randn(1, 9, 2, seed=3), randn(1, 9, 2, seed=4))
+    assert len(cache) == 10 and cache.capacity == 10
+    assert torch.equal(k_all[:, 1:], randn(1, 9, 2, seed=3))
+
+
+@pytest.mark.parametrize("capacity", [0, -2, 2.0, True])
+def test_kv_cache_rejects_bad_capacity(capacity):
+    with pytest.raises(ValueError, match=r"capacity must be a positive int, got"):
+        KVCache(capacity=capacity)
+
+
+@pytest.mark.parametrize(
+    "k_new, v_new, message",
+    [
+        (torch.zeros(4), torch.zeros(1, 4), r"k_new must be a tensor .*got \(4,\)"),
+        (torch.zeros(2, 1, 4), torch.zeros(2, 2, 4),
+         r"k_new and v_new must have the same shape except the last dimension.*"
+         r"got \(2, 1, 4\) and \(2, 2, 4\)"),
+        (torch.zeros(2, 1, 5), torch.zeros(2, 1, 3),
+         r"must match the cached tokens: need shapes \(2, 1, 4\) and \(2, 1, 3\), "
+         r"got \(2, 1, 5\) and \(2, 1, 3\)"),
+        (torch.zeros(3, 1, 4), torch.zeros(3, 1, 3), r"must match the cached tokens"),
+        (torch.zeros(2, 1, 4), torch.zeros(2, 1, 2), r"must match the cached tokens"),
+        (torch.zeros(2, 1, 4, dtype=torch.float64),
+         torch.zeros(2, 1, 3, dtype=torch.float64),
+         r"must have the cache's dtype torch.float32, got torch.float64"),
+    ],
+    ids=["k-1d", "t-differs", "d-changes", "batch-changes", "d_v-changes", "dtype"],
+)
+def test_kv_cache_rejects_bad_appends(k_new, v_new, message):
+    cache = KVCache()
+    cache.append(torch.zeros(2, 3, 4), torch.zeros(2, 3, 3))
+    with pytest.raises(ValueError, match=message):
+        cache.append(k_new, v_new)
+    assert len(cache) == 3  # a rejected append leaves the cache as it was
+
+
+def test_decode_step_rejects_bad_query():
+    cache = KVCache()
+    k_new, v_new = torch.zeros(2, 1, 4), torch.zeros(2, 1, 4)
+    with pytest.raises(ValueError, match=r"q_new must have the same shape as k_new "
+                                         r"except the last dimension, got \(2, 2, 4\)"):
+        decode_step(cache, torch.zeros(2, 2, 4), k_new, v_new)
+    with pytest.raises(ValueError, match=r"q_new must be a floating-point tensor"):
+        decode_step(cache, torch.zeros(2, 1, 4, dtype=torch.int32), k_new, v_new)
+    assert len(cache) == 0
+
+
+# ---------------------------------------------------------------------------
+# Grouped-query and multi-query attention
+# ---------------------------------------------------------------------------
+
+
+def repeat_kv_reference(q, k, v, is_causal=False):
+    """Copy every KV head G times, then ordinary multi-head attention (torch's)."""
+    g = q.shape[1] // k.shape[1]
+    k = k.repeat_interleave(g, dim=1)  # (B, H_q, T_k, d): head h -> heads h*G..
+    v = v.repeat_interleave(g, dim=1)  # (B, H_q, T_k, d_v)
+    return F.scaled_dot_product_attention(q, k, v, is_causal=is_causal)
+
+
+# (B, H_q, H_kv, T_q, T_k, d, d_v)
+GQA_SHAPES = [
+    (2, 8, 2, 6, 6, 4, 4),  # groups of 4
+    (1, 8, 1, 5, 5, 4, 3),  # multi-query: one KV head
+    (2, 4, 4, 7, 7, 8, 8),  # H_kv = H_q: plain multi-head attention
+    (3, 6, 3, 9, 4, 5, 5),  # more queries than keys
+    (1, 4, 2, 3, 11, 5, 7),  # fewer queries than keys
+]
+GQA_IDS = [f"B{b}-Hq{hq}-Hkv{hkv}-Tq{tq}-Tk{tk}"
+           for b, hq, hkv, tq, tk, *_ in GQA_SHAPES]
+
+
+def gqa_inputs(shape, seed=0):
+    b, h_q, h_kv, t_q, t_k, d, d_v = shape
+    return (
+        randn(b, h_q, t_q, d, seed=seed),
+        randn(b, h_kv, t_k, d, seed=seed + 1),
+        randn(b, h_kv, t_k, d_v, seed=seed + 2),
+    )
+
+
+@pytest.mark.parametrize("is_causal", [False, True], ids=["full", "causal"])
+@pytest.mark.parametrize("shape", GQA_SHAPES, ids=GQA_IDS)
+def test_gqa_matches_repeated_kv_reference(shape, is_causal):
+    q, k, v = gqa_inputs(shape)
+    out = grouped_query_attention(q, k, v, is_causal=is_causal)
+    expected = repeat_kv_reference(q, k, v, is_causal)
+    assert out.shape == expected.shape
+    close(out, expected)
+    # torch's own GQA switch uses the same grouping
+    torch_gqa = F.scaled_dot_product_attention(q, k, v, is_causal=is_causal,
+                                               enable_gqa=True)
+    close(out, torch_gqa)
+
+
+def test_mqa_every_head_reads_the_one_kv_head():
+    """With one KV head, each query head is single-head attention over the same k, v."""
+    q, k, v = gqa_inputs((2, 4, 1, 5, 5, 4, 4), seed=3)
+    out = grouped_query_attention(q, k, v, is_causal=True)
+    for h in range(4):
+        close(out[:, h], naive(q[:, h], k[:, 0], v[:, 0], True))
+
+
+def test_gqa_accepts_non_contiguous_queries():
+    q, k, v = gqa_inputs((2, 4, 2, 5, 5, 4, 4), seed=4)
+    q_t = q.transpose(1, 2).contiguous().transpose(1, 2)  # same values, other strides
+    assert not q_t.is_contiguous()
+    close(grouped_query_attention(q_t, k, v), repeat_kv_reference(q, k, v))
+
+
+def test_gqa_never_copies_the_kv_heads():
+    """No tensor as big as the KV heads repeated G times is ever made; the reference,
+    which repeats them, does make one (so the check can fail)."""
+    shape = (1, 8, 2, 3, 11, 5, 7)  # sizes chosen so that no two products coincide
+    q, k, v = gqa_inputs(shape)
+    b, h_q, _, t_q, t_k, d, _ = shape
+    repeated_k = b * h_q * t_k * d * 4  # bytes
+    for is_causal in (False, True):
+        with torch.no_grad(), Allocations(q, k, v) as ours:
+            grouped_query_attention(q, k, v, is_causal=is_causal)
+        assert ours.largest < repeated_k
+        assert ours.largest <= b * h_q * t_q * t_k * 4  # the scores, at most
+    with torch.no_grad(), Allocations(q, k, v) as reference:
+        repeat_kv_reference(q, k, v)
+    assert reference.largest >= repeated_k
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ((torch.zeros(8, 3, 4), torch.zeros(1, 2, 3, 4), torch.zeros(1, 2, 3, 4)),
+         r"q must have 4 dimensions \(B, H, T, d\), got \(8, 3, 4\)"),
+        ((torch.zeros(1, 8, 3, 4), torch.zeros(1, 2, 3, 4), torch.zeros(1, 1, 3, 4)),
+         r"k and v must have the same \(B, H_kv, T_k\), got shapes \(1, 2, 3, 4\) "
+         r"and \(1, 1, 3, 4\)"),
+        ((torch.zeros(1, 8, 3, 4), torch.zeros(1, 2, 3, 4), torch.zeros(1, 2, 5, 4)),
+         r"k and v must have the same \(B, H_kv, T_k\)"),
+        ((torch.zeros(2, 8, 3, 4), torch.zeros(1, 2, 3, 4), torch.zeros(1, 2, 3, 4)),
+         r"q and k must have the same batch size B"),
+        ((torch.zeros(1, 8, 3, 4), torch.zeros(1, 2, 3, 5), torch.zeros(1, 2, 3, 4)),
+         r"k must have the same last dimension d as q"),
+        ((torch.zeros(1, 8, 3, 4), torch.zeros(1, 3, 3, 4), torch.zeros(1, 3, 3, 4)),
+         r"H_q = q.shape\[1\] = 8 must be a multiple of the number of key/value heads "
+         r"H_kv = k.shape\[1\] = 3"),
+        ((torch.zeros(1, 8, 3, 4), torch.zeros(1, 2, 3, 4).half(),
+          torch.zeros(1, 2, 3, 4).half()), r"q, k and v must have one dtype"),
+    ],
+    ids=["q-3d", "heads-kv", "tokens-kv", "batch", "d", "indivisible", "dtype"],
+)
+def test_gqa_rejects_bad_inputs(args, message):
+    with pytest.raises(ValueError, match=message):
+        grouped_query_attention(*args)
+
+
+# ---------------------------------------------------------------------------
+# The file itself, as the docs page includes it
+# ---------------------------------------------------------------------------
+
+
+def test_importing_has_no_side_effects(capsys):
+    """Load a fresh copy (not touching sys.modules): no RNG use, no output."""
+    spec = importlib.util.spec_from_file_location("fresh_efficient", efficient.__file__)
+    state = torch.random.get_rng_state()
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert capsys.readouterr() == ("", "")
+
+
+def test_section_markers_are_balanced_and_named():
+    source = Path(efficient.__file__).read_text()
+    markers = re.findall(r"^\s*# --8<-- \[(start|end):([^\]]+)\]$", source, re.M)
+    names = {name for _, name in markers}
+    assert {"imports", "input-checks", "tiled-attention", "kv-cache", "decode-step",
+            "grouped-query-attention"} <= names
+    for name in names:
+        assert re.fullmatch(r"[a-z]+(-[a-z]+)*", name), name
+        assert [kind for kind, n in markers if n == name] == ["start", "end"], name
+    assert max(len(line) for line in source.splitlines()) <= 88
+
+
+def test_sections_run_on_their_own():
+    """The page shows sections, not the file: imports + input-checks + each section
+    must define a working function without anything else from the module."""
+    source = Path(efficient.__file__).read_text()
+
+    def section(name):
+        match = re.search(rf"# --8<-- \[start:{name}\]\n(.*?)# --8<-- \[end:{name}\]",
+                          source, re.S)
+        return match.group(1)
+
+    namespace = {}
+    for name in ("imports", "input-checks", "tiled-attention", "kv-cache",
+                 "decode-step", "grouped-query-attention"):
+        code = compile(section(name), f"efficient.py:{name}", "exec")
+        exec(code, namespace)  # noqa: S102
+    q, k, v = qkv((1, 2), 9, 9, 4, 4)
+    close(namespace["tiled_attention"](q, k, v, 4, True), naive(q, k, v, True))
+    cache = namespace["KVCache"]()
+    close(namespace["decode_step"](cache, q, k, v), naive(q, k, v, True))
+    close(namespace["grouped_query_attention"](q, k[:, :1], v[:, :1]),
+          repeat_kv_reference(q, k[:, :1], v[:, :1]))
+    assert len(cache) == 9
