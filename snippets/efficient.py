@@ -22,9 +22,10 @@ The page ``docs/efficient.md`` shows this file one section at a time
 import math
 
 import torch
-
-from snippets.attention import scaled_dot_product_attention
 # --8<-- [end:imports]
+
+# Outside any section: a page includes snippets/attention.py's sections instead.
+from snippets.attention import scaled_dot_product_attention
 
 __all__ = [
     "tiled_attention",

@@ -44,6 +44,10 @@ def language(info: str | None) -> str:
     return (info or "").split(" ", 1)[0].split("{", 1)[0].strip().lower()
 
 
+class IncludeError(RuntimeError):
+    """An ``--8<--`` include names a file or section that does not exist."""
+
+
 @dataclass
 class Piece:
     """One fence's worth of code, with how its lines map back, and what it prints."""
@@ -116,7 +120,11 @@ def expand_includes(lines: list[str], fence_lineno: int, page: str) -> Piece:
             continue
         file_part, _, section = m.group("target").partition(":")
         n = _section_start(ROOT / file_part, section)
-        for expanded in pre.run([line.rstrip("\n")]):
+        try:
+            lines_in = pre.run([line.rstrip("\n")])
+        except Exception as err:  # pymdownx's message does not say which page
+            raise IncludeError(f"{here}: include {m.group('target')!r}: {err}") from err
+        for expanded in lines_in:
             out.append(expanded + "\n")
             origin.append(f"{file_part}:{n} (included at {here})")
             n += 1

@@ -583,7 +583,9 @@ def test_sections_run_on_their_own():
                           source, re.S)
         return match.group(1)
 
-    namespace = {}
+    # decode_step calls the from-scratch attention, which a page includes from
+    # snippets/attention.py before these sections.
+    namespace = {"scaled_dot_product_attention": naive_attention}
     for name in ("imports", "input-checks", "tiled-attention", "kv-cache",
                  "decode-step", "grouped-query-attention"):
         code = compile(section(name), f"efficient.py:{name}", "exec")

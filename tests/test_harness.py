@@ -187,9 +187,9 @@ def test_unseeded_randomness_is_caught(tmp_path):
     assert len(outputs) == 3
 
 
-def test_missing_include_is_an_error(tmp_path):
-    page = '```python\n--8<-- "snippets/attention.py:no-such-section"\n```\n'
-    with pytest.raises(Exception, match="no-such-section"):
+def test_missing_include_is_an_error_naming_the_page_line(tmp_path):
+    page = '# P\n\n```python\n--8<-- "snippets/attention.py:no-such-section"\n```\n'
+    with pytest.raises(harness.IncludeError, match=r"docs/page.md:4: .*no-such-section"):
         harness.collect_page(write_page(tmp_path, page), docs=tmp_path)
 
 
