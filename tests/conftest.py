@@ -13,9 +13,16 @@ from pathlib import Path
 
 import pytest
 from filelock import FileLock
+from hypothesis import settings
 
 ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+# Locally, Hypothesis explores new examples each run (and remembers failures in
+# .hypothesis/); under CI it replays a fixed sequence, so a run cannot fail by luck.
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+if IN_CI:
+    settings.load_profile("ci")
 
 
 def require(condition: bool, what: str, how: str) -> None:

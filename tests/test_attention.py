@@ -143,5 +143,6 @@ def test_properties(shape, seed, scale, causal):
     torch.testing.assert_close(weights.sum(-1), torch.ones(weights.shape[:-1]))
     for i in range(batch[0]):
         alone, _ = scaled_dot_product_attention(q[i], k[i], v[i], is_causal=causal)
-        torch.testing.assert_close(alone, out[i], atol=1e-6, rtol=1e-6)
+        # the same numbers, summed in a different order by another matmul kernel
+        torch.testing.assert_close(alone, out[i], atol=1e-5, rtol=1e-5)
     assert math.isfinite(out.sum().item())
