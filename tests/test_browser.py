@@ -214,7 +214,7 @@ def test_page_renders_cleanly_offline_and_accessibly(path, scheme, site, server,
     SCREENSHOTS.mkdir(exist_ok=True)
     name = path.strip("/").replace("/", "-") or "index"
     v.page.screenshot(path=str(SCREENSHOTS / f"{name}-{scheme}.jpg"), full_page=True,
-                      type="jpeg", quality=70)
+                      type="jpeg", quality=60, scale="css", animations="disabled")
     problems = list(v.errors) + [f"request to {u}" for u in v.offsite]
     if info["arithmatex"] or any(t in info["text"] for t in ("$$", "\\frac", "\\(")):
         problems.append("raw TeX is visible")
