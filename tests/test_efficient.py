@@ -49,7 +49,7 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def close(actual, expected, atol=ATOL):
+def assert_near(actual, expected, atol=ATOL):
     torch.testing.assert_close(actual, expected, atol=atol, rtol=0)
 
 
@@ -141,7 +141,7 @@ def test_tiled_matches_naive(shape, block_size, is_causal):
     out = tiled_attention(q, k, v, block_size=block_size, is_causal=is_causal)
     assert out.shape == (*lead, t_q, d_v)
     assert out.dtype == q.dtype
-    close(out, naive(q, k, v, is_causal))
+    assert_near(out, naive(q, k, v, is_causal))
 
 
 @pytest.mark.parametrize("is_causal", [False, True], ids=["full", "causal"])
@@ -151,7 +151,7 @@ def test_tiled_matches_torch_sdpa(shape, is_causal):
     lead, t_q, t_k, d, d_v = shape
     q, k, v = qkv(lead, t_q, t_k, d, d_v, seed=7)
     expected = F.scaled_dot_product_attention(q, k, v, is_causal=is_causal)
-    close(tiled_attention(q, k, v, block_size=16, is_causal=is_causal), expected)
+    assert_near(tiled_attention(q, k, v, block_size=16, is_causal=is_causal), expected)
 
 
 @pytest.mark.parametrize("is_causal", [False, True], ids=["full", "causal"])
@@ -159,7 +159,7 @@ def test_tiled_default_block_size_with_several_blocks(is_causal):
     """600 tokens: four full default blocks of 128 and a partial one."""
     assert inspect.signature(tiled_attention).parameters["block_size"].default == 128
     q, k, v = qkv((2,), 600, 600, 8, 8, seed=3)
-    close(tiled_attention(q, k, v, is_causal=is_causal), naive(q, k, v, is_causal))
+    assert_near(tiled_attention(q, k, v, is_causal=is_causal), naive(q, k, v, is_causal))
 
 
 @pytest.mark.parametrize("is_causal", [False, True], ids=["full", "causal"])
@@ -167,7 +167,7 @@ def test_tiled_float64_agrees_to_rounding(is_causal):
     q, k, v = qkv((2, 2), 50, 50, 8, 8, seed=5, dtype=torch.float64)
     out = tiled_attention(q, k, v, block_size=16, is_causal=is_causal)
     assert out.dtype == torch.float64
-    close(out, naive(q, k, v, is_causal), atol=1e-12)
+    assert_near(out, naive(q, k, v, is_causal), atol=1e-12)
 
 
 def test_tiled_survives_scores_that_overflow_exp():
@@ -178,14 +178,14 @@ def test_tiled_survives_scores_that_overflow_exp():
     q = q * 100
     out = tiled_attention(q, k, v, block_size=8)
     assert torch.isfinite(out).all()
-    close(out, naive(q, k, v))
+    assert_near(out, naive(q, k, v))
 
 
 def test_tiled_query_rows_are_independent_of_other_queries():
     """Row i depends on query i only: attention on a subset of rows gives those rows."""
     q, k, v = qkv((2,), 30, 30, 8, 8, seed=2)
     full = tiled_attention(q, k, v, block_size=7)
-    close(tiled_attention(q[:, 10:17], k, v, block_size=7), full[:, 10:17])
+    assert_near(tiled_attention(q[:, 10:17], k, v, block_size=7), full[:, 10:17])
 
 
 def test_tiled_supports_autograd():
@@ -196,7 +196,7 @@ def test_tiled_supports_autograd():
         t.grad = None
     naive(q, k, v, True).sum().backward()
     for got, t in zip(grads, (q, k, v)):
-        close(got, t.grad)
+        assert_near(got, t.grad)
 
 
 @settings(max_examples=25, deadline=None)
@@ -214,7 +214,7 @@ def test_property_tiled_matches_naive(lead, t_q, t_k, d, d_v, block_size, is_cau
                                       seed):
     q, k, v = qkv(tuple(lead), t_q, t_k, d, d_v, seed=seed)
     out = tiled_attention(q, k, v, block_size=block_size, is_causal=is_causal)
-    close(out, naive(q, k, v, is_causal))
+    assert_near(out, naive(q, k, v, is_causal))
 
 
 # ---------------------------------------------------------------------------
@@ -356,9 +356,9 @@ def test_decode_step_by_step_equals_full_causal_recompute(capacity):
         assert len(cache) == i + 1
         prefix = slice(0, i + 1)
         full = naive(q[..., prefix, :], k[..., prefix, :], v[..., prefix, :], True)
-        close(out, full[..., -1:, :])
+        assert_near(out, full[..., -1:, :])
         steps.append(out)
-    close(torch.cat(steps, dim=-2), F.scaled_dot_product_attention(q, k, v,
+    assert_near(torch.cat(steps, dim=-2), F.scaled_dot_product_attention(q, k, v,
                                                                    is_causal=True))
 
 
@@ -370,7 +370,7 @@ def test_decode_prefill_then_steps_equals_full_causal():
     for i in range(7, 10):
         outs.append(decode_step(cache, q[..., i:i + 1, :], k[..., i:i + 1, :],
                                 v[..., i:i + 1, :]))
-    close(torch.cat(outs, dim=-2), naive(q, k, v, True))
+    assert_near(torch.cat(outs, dim=-2), naive(q, k, v, True))
     assert len(cache) == 10
 
 
@@ -481,11 +481,11 @@ def test_gqa_matches_repeated_kv_reference(shape, is_causal):
     out = grouped_query_attention(q, k, v, is_causal=is_causal)
     expected = repeat_kv_reference(q, k, v, is_causal)
     assert out.shape == expected.shape
-    close(out, expected)
+    assert_near(out, expected)
     # torch's own GQA switch uses the same grouping
     torch_gqa = F.scaled_dot_product_attention(q, k, v, is_causal=is_causal,
                                                enable_gqa=True)
-    close(out, torch_gqa)
+    assert_near(out, torch_gqa)
 
 
 def test_mqa_every_head_reads_the_one_kv_head():
@@ -493,14 +493,14 @@ def test_mqa_every_head_reads_the_one_kv_head():
     q, k, v = gqa_inputs((2, 4, 1, 5, 5, 4, 4), seed=3)
     out = grouped_query_attention(q, k, v, is_causal=True)
     for h in range(4):
-        close(out[:, h], naive(q[:, h], k[:, 0], v[:, 0], True))
+        assert_near(out[:, h], naive(q[:, h], k[:, 0], v[:, 0], True))
 
 
 def test_gqa_accepts_non_contiguous_queries():
     q, k, v = gqa_inputs((2, 4, 2, 5, 5, 4, 4), seed=4)
     q_t = q.transpose(1, 2).contiguous().transpose(1, 2)  # same values, other strides
     assert not q_t.is_contiguous()
-    close(grouped_query_attention(q_t, k, v), repeat_kv_reference(q, k, v))
+    assert_near(grouped_query_attention(q_t, k, v), repeat_kv_reference(q, k, v))
 
 
 def test_gqa_never_copies_the_kv_heads():
@@ -591,9 +591,9 @@ def test_sections_run_on_their_own():
         code = compile(section(name), f"efficient.py:{name}", "exec")
         exec(code, namespace)  # noqa: S102
     q, k, v = qkv((1, 2), 9, 9, 4, 4)
-    close(namespace["tiled_attention"](q, k, v, 4, True), naive(q, k, v, True))
+    assert_near(namespace["tiled_attention"](q, k, v, 4, True), naive(q, k, v, True))
     cache = namespace["KVCache"]()
-    close(namespace["decode_step"](cache, q, k, v), naive(q, k, v, True))
-    close(namespace["grouped_query_attention"](q, k[:, :1], v[:, :1]),
+    assert_near(namespace["decode_step"](cache, q, k, v), naive(q, k, v, True))
+    assert_near(namespace["grouped_query_attention"](q, k[:, :1], v[:, :1]),
           repeat_kv_reference(q, k[:, :1], v[:, :1]))
     assert len(cache) == 9

@@ -33,7 +33,7 @@ SHAPES = [
 SHAPE_IDS = [f"B{b}-T{t}-D{d}-H{h}" for b, t, d, h in SHAPES]
 
 
-def close(actual, expected, atol=ATOL):
+def assert_near(actual, expected, atol=ATOL):
     torch.testing.assert_close(actual, expected, atol=atol, rtol=0)
 
 
@@ -87,7 +87,7 @@ def test_matches_torch_no_mask(shape, bias):
     expected, _ = ref(x, x, x, need_weights=False)
     assert out.shape == (batch, seq_len, embed_dim)
     assert weights is None
-    close(out, expected)
+    assert_near(out, expected)
 
 
 @pytest.mark.parametrize("bias", [True, False])
@@ -100,8 +100,8 @@ def test_matches_torch_causal(shape, bias):
     expected, _ = ref(x, x, x, attn_mask=blocked, need_weights=False)
     out_flag, _ = ours(x, is_causal=True)
     out_mask, _ = ours(x, mask=causal(seq_len))
-    close(out_flag, expected)
-    close(out_mask, expected)
+    assert_near(out_flag, expected)
+    assert_near(out_mask, expected)
 
 
 @pytest.mark.parametrize("bias", [True, False])
@@ -113,7 +113,7 @@ def test_matches_torch_key_padding(shape, bias):
     keep = key_padding(batch, seq_len, seed=2)  # (B, T), True = real token
     expected, _ = ref(x, x, x, key_padding_mask=~keep, need_weights=False)
     out, _ = ours(x, mask=keep[:, None, None, :])
-    close(out, expected)
+    assert_near(out, expected)
 
 
 @pytest.mark.parametrize("kind", ["none", "causal", "padding"])
@@ -128,7 +128,7 @@ def test_matches_torch_under_inference_mode(shape, kind):
     with torch.inference_mode():
         out, _ = ours(x, mask=mask)
         expected, _ = ref(x, x, x, need_weights=False, **torch_kwargs)
-    close(out, expected)
+    assert_near(out, expected)
 
 
 def torch_masks(kind, batch, seq_len):
@@ -152,9 +152,9 @@ def test_weights_match_torch(shape, bias, kind):
     out, weights = ours(x, mask=mask, need_weights=True)  # (B, H, T, T)
     ref_out, ref_avg = ref(x, x, x, average_attn_weights=True, **torch_kwargs)
     _, ref_per_head = ref(x, x, x, average_attn_weights=False, **torch_kwargs)
-    close(out, ref_out)
-    close(weights.mean(dim=1), ref_avg)  # torch averages over the heads
-    close(weights, ref_per_head)
+    assert_near(out, ref_out)
+    assert_near(weights.mean(dim=1), ref_avg)  # torch averages over the heads
+    assert_near(weights, ref_per_head)
 
 
 # ---------------------------------------------------------------------------
@@ -189,7 +189,7 @@ def test_fast_path_equals_from_scratch(shape, case):
     assert none is None
     assert weights.shape == (batch, num_heads, seq_len, seq_len)
     assert not fast.isnan().any()
-    close(fast, slow)
+    assert_near(fast, slow)
 
 
 @pytest.mark.parametrize("need_weights", [False, True])
@@ -209,13 +209,13 @@ def test_fully_masked_rows_give_zero_attention(need_weights, dtype):
     out, weights = ours(x, mask=mask, need_weights=need_weights)
     assert not out.isnan().any()
     bias = ours.out_proj.bias.detach()
-    close(out[0, 1], bias)
-    close(out[1], bias.expand(4, 8))
+    assert_near(out[0, 1], bias)
+    assert_near(out[1], bias.expand(4, 8))
     unmasked, _ = ours(x[:1])  # rows 0, 2, 3 of sequence 0 may see every key
-    close(out[0, [0, 2, 3]], unmasked[0, [0, 2, 3]])  # so they are unaffected
+    assert_near(out[0, [0, 2, 3]], unmasked[0, [0, 2, 3]])  # so they are unaffected
     if need_weights:
         assert (weights[0, :, 1] == 0).all() and (weights[1] == 0).all()
-        close(weights[0, :, [0, 2, 3]].sum(-1), torch.ones(2, 3, dtype=dtype))
+        assert_near(weights[0, :, [0, 2, 3]].sum(-1), torch.ones(2, 3, dtype=dtype))
     # torch.nn.MultiheadAttention gives NaN here when it computes the weights
     # (and in its no-grad fast path); only its grad-mode F.sdpa path gives zeros.
     torch_out, _ = ref(x, x, x, attn_mask=~mask[0, 0], need_weights=True)
@@ -233,7 +233,7 @@ def test_split_and_merge_heads_are_inverse_views():
     assert heads.shape == (2, 3, 5, 4)
     assert heads.data_ptr() == x.data_ptr()  # a view, no copy
     # head h holds features h*Dh .. (h+1)*Dh - 1 of every token
-    close(heads[:, 1], x[..., 4:8])
+    assert_near(heads[:, 1], x[..., 4:8])
     assert torch.equal(merge_heads(heads), x)
 
 
@@ -393,7 +393,7 @@ def test_forward_accepts_broadcastable_masks(mask_shape):
     x = randn(2, 5, 8, seed=8)
     expected, _ = model(x, mask=mask.expand(2, 2, 5, 5).clone(), need_weights=True)
     for need_weights in (False, True):
-        close(model(x, mask=mask, need_weights=need_weights)[0], expected)
+        assert_near(model(x, mask=mask, need_weights=need_weights)[0], expected)
 
 
 def test_forward_rejects_mask_with_is_causal():
@@ -446,7 +446,7 @@ def test_property_weights_are_distributions(problem):
     ours, _ = make_pair(embed_dim, num_heads, bias=bias, seed=seed)
     _, weights = ours(x, mask=mask, need_weights=True)
     assert (weights >= 0).all()
-    close(weights.sum(-1), torch.ones(weights.shape[:-1]))
+    assert_near(weights.sum(-1), torch.ones(weights.shape[:-1]))
     if mask is not None:
         assert (weights[~mask.expand_as(weights)] == 0).all()  # blocked keys get 0
 
@@ -458,7 +458,7 @@ def test_property_matches_torch(problem, need_weights):
     ours, ref = make_pair(embed_dim, num_heads, bias=bias, seed=seed)
     out, _ = ours(x, mask=mask, need_weights=need_weights)
     expected, _ = ref(x, x, x, need_weights=False, **torch_kwargs)
-    close(out, expected)
+    assert_near(out, expected)
 
 
 @PROPERTY
@@ -470,9 +470,9 @@ def test_property_batch_elements_are_independent(problem, need_weights):
     for i in range(x.shape[0]):
         mask_i = mask[i : i + 1] if mask is not None and mask.dim() == 4 else mask
         out_i, weights_i = ours(x[i : i + 1], mask=mask_i, need_weights=need_weights)
-        close(out_i, out[i : i + 1])
+        assert_near(out_i, out[i : i + 1])
         if need_weights:
-            close(weights_i, weights[i : i + 1])
+            assert_near(weights_i, weights[i : i + 1])
 
 
 # ---------------------------------------------------------------------------
