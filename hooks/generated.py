@@ -16,6 +16,8 @@ import importlib
 import logging
 import pkgutil
 import sys
+import tempfile
+import threading
 from pathlib import Path
 
 from mkdocs.structure.files import File
@@ -44,12 +46,65 @@ def render_all(package: str = "snippets") -> dict[str, str | bytes]:
     return {path: func() for path, func in generators(package).items()}
 
 
+class _Background:
+    """Write every generated file in a background thread.
+
+    The files are registered with MkDocs at once (backed by paths in a temporary
+    folder), then written while the pages render: most of that time the main thread
+    waits on the notebook kernels, so the figures cost the build almost nothing.
+    ``on_env``, which MkDocs runs before it copies any file, waits for the thread and
+    fails the build if a generator raised."""
+
+    def __init__(self, gens: dict, folder: Path):
+        self.errors: list[BaseException] = []
+        self.thread = threading.Thread(target=self._run, args=(gens, folder), daemon=True)
+        self.thread.start()
+
+    def _run(self, gens, folder):
+        for path, func in gens.items():
+            try:
+                content = func()
+                target = folder / path
+                if isinstance(content, bytes):
+                    target.write_bytes(content)
+                else:
+                    target.write_text(content, encoding="utf-8")
+            except BaseException as err:  # reported by wait(), on the main thread
+                self.errors.append(err)
+
+    def wait(self):
+        self.thread.join()
+        if self.errors:
+            raise self.errors[0]
+
+
+_background: _Background | None = None
+
+
 def on_files(files, config, **kwargs):
+    global _background
     # Reload so that `mkdocs serve` picks up edits to snippets without a restart.
     for name in [m for m in sys.modules if m == "snippets" or m.startswith("snippets.")]:
         del sys.modules[name]
-    for path, content in render_all().items():
+    gens = generators()
+    # pyplot peeks at sys.modules["IPython"] when first imported; if that happened in
+    # the background thread while nbconvert imports IPython here, it would see a
+    # half-initialised module. Import it on this thread first.
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot  # noqa: F401
+    folder = Path(tempfile.mkdtemp(prefix="generated-"))
+    for path in gens:
+        (folder / path).parent.mkdir(parents=True, exist_ok=True)
         if files.get_file_from_path(path) is not None:
             files.remove(files.get_file_from_path(path))
-        files.append(File.generated(config, path, content=content))
+        files.append(File.generated(config, path, abs_src_path=str(folder / path)))
+    _background = _Background(gens, folder)
     return files
+
+
+def on_env(env, config, files, **kwargs):
+    if _background is not None:
+        _background.wait()
+    return env

@@ -100,3 +100,17 @@ def test_test_markers_are_dropped_from_the_rendered_page():
     out = markers.strip_markers(page)
     assert "pytest" not in out
     assert "<!-- an ordinary comment -->" in out and "    ```python\n    x\n" in out
+
+
+def test_background_writes_text_and_bytes_and_reports_errors(tmp_path):
+    def broken():
+        raise RuntimeError("generator failed")
+
+    (tmp_path / "figures").mkdir()
+    generated._Background(
+        {"figures/a.svg": lambda: "<svg/>", "figures/b.bin": lambda: b"\x00\x01"}, tmp_path
+    ).wait()
+    assert (tmp_path / "figures/a.svg").read_text() == "<svg/>"
+    assert (tmp_path / "figures/b.bin").read_bytes() == b"\x00\x01"
+    with pytest.raises(RuntimeError, match="generator failed"):
+        generated._Background({"figures/c.svg": broken}, tmp_path).wait()
