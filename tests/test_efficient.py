@@ -13,7 +13,6 @@ to scratch memory inside kernels (BLAS packing buffers), which does not depend o
 The benchmark (bench/run.py) measures the process's real peak memory instead.
 """
 
-import importlib.util
 import inspect
 import re
 import weakref
@@ -550,27 +549,6 @@ def test_gqa_rejects_bad_inputs(args, message):
 # ---------------------------------------------------------------------------
 # The file itself, as the docs page includes it
 # ---------------------------------------------------------------------------
-
-
-def test_importing_has_no_side_effects(capsys):
-    """Load a fresh copy (not touching sys.modules): no RNG use, no output."""
-    spec = importlib.util.spec_from_file_location("fresh_efficient", efficient.__file__)
-    state = torch.random.get_rng_state()
-    spec.loader.exec_module(importlib.util.module_from_spec(spec))
-    assert torch.equal(torch.random.get_rng_state(), state)
-    assert capsys.readouterr() == ("", "")
-
-
-def test_section_markers_are_balanced_and_named():
-    source = Path(efficient.__file__).read_text()
-    markers = re.findall(r"^\s*# --8<-- \[(start|end):([^\]]+)\]$", source, re.M)
-    names = {name for _, name in markers}
-    assert {"imports", "input-checks", "tiled-attention", "kv-cache", "decode-step",
-            "grouped-query-attention"} <= names
-    for name in names:
-        assert re.fullmatch(r"[a-z]+(-[a-z]+)*", name), name
-        assert [kind for kind, n in markers if n == name] == ["start", "end"], name
-    assert max(len(line) for line in source.splitlines()) <= 88
 
 
 def test_sections_run_on_their_own():

@@ -5,9 +5,7 @@ The reference is torch.nn.MultiheadAttention with the same weights, copied over 
 True = "may attend", torch's ``attn_mask`` / ``key_padding_mask`` are True = "blocked".
 """
 
-import importlib.util
 import re
-from pathlib import Path
 
 import pytest
 import torch
@@ -15,7 +13,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-import snippets.multihead as multihead
 from snippets.multihead import MultiHeadAttention, merge_heads, split_heads
 
 ATOL = 1e-6  # float32, rtol 0, no loosening: both sides are float32 throughout
@@ -473,29 +470,3 @@ def test_property_batch_elements_are_independent(problem, need_weights):
         assert_near(out_i, out[i : i + 1])
         if need_weights:
             assert_near(weights_i, weights[i : i + 1])
-
-
-# ---------------------------------------------------------------------------
-# The file itself, as the docs page includes it
-# ---------------------------------------------------------------------------
-
-
-def test_importing_has_no_side_effects(capsys):
-    """Load a fresh copy (not touching sys.modules): no RNG use, no output."""
-    spec = importlib.util.spec_from_file_location("fresh_multihead", multihead.__file__)
-    state = torch.random.get_rng_state()
-    spec.loader.exec_module(importlib.util.module_from_spec(spec))
-    assert torch.equal(torch.random.get_rng_state(), state)
-    assert capsys.readouterr() == ("", "")
-
-
-def test_section_markers_are_balanced_and_named():
-    source = Path(multihead.__file__).read_text()
-    markers = re.findall(r"^\s*# --8<-- \[(start|end):([^\]]+)\]$", source, re.M)
-    names = {name for _, name in markers}
-    assert {"imports", "split-heads", "merge-heads", "multihead-module",
-            "from-torch"} <= names
-    for name in names:
-        assert re.fullmatch(r"[a-z]+(-[a-z]+)*", name), name
-        assert [kind for kind, n in markers if n == name] == ["start", "end"], name
-    assert max(len(line) for line in source.splitlines()) <= 88

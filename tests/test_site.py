@@ -135,23 +135,32 @@ def test_every_snippets_section_is_shown_on_a_page():
     assert not unused, "sections no page includes:\n" + "\n".join(unused)
 
 
-def test_sections_are_unique_and_closed():
+def test_sections_are_unique_closed_and_fit_the_page():
+    """Every snippets module: each section opens once and then closes, is named in
+    kebab-case, and no line is wider than the 88 columns a code block shows."""
     for path in sorted((ROOT / "snippets").glob("*.py")):
         text = path.read_text()
-        starts = SECTION.findall(text)
-        ends = re.findall(r"--8<--\s*\[end:([a-z0-9-]+)\]", text)
-        assert len(starts) == len(set(starts)), f"{path.name}: a section name repeats"
-        assert sorted(starts) == sorted(ends), f"{path.name}: unbalanced sections"
+        markers = re.findall(r"^\s*# --8<-- \[(start|end):([^\]]+)\]$", text, re.M)
+        for name in {n for _, n in markers}:
+            assert re.fullmatch(r"[a-z]+(-[a-z]+)*", name), f"{path.name}: {name}"
+            assert [k for k, n in markers if n == name] == ["start", "end"], (
+                f"{path.name}: section {name} must open once, then close once"
+            )
+        assert max((len(line) for line in text.splitlines()), default=0) <= 88, path.name
 
 
 def test_snippets_import_without_side_effects(tmp_path):
-    """Importing every snippets module prints nothing and writes no file."""
+    """Importing every snippets module prints nothing, writes no file and draws
+    nothing from torch's random generator."""
     import subprocess
     import sys
 
     modules = [p.stem for p in (ROOT / "snippets").glob("*.py") if p.stem != "__init__"]
-    code = "import importlib\n" + "".join(
-        f"importlib.import_module('snippets.{m}')\n" for m in modules
+    code = (
+        "import importlib, torch\n"
+        "state = torch.random.get_rng_state()\n"
+        + "".join(f"importlib.import_module('snippets.{m}')\n" for m in modules)
+        + "assert torch.equal(torch.random.get_rng_state(), state), 'RNG used'\n"
     )
     before = {p for p in tmp_path.rglob("*")}
     proc = subprocess.run(
