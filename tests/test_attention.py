@@ -146,3 +146,24 @@ def test_properties(shape, seed, scale, causal):
         # the same numbers, summed in a different order by another matmul kernel
         torch.testing.assert_close(alone, out[i], atol=1e-5, rtol=1e-5)
     assert math.isfinite(out.sum().item())
+
+
+def test_home_page_states_the_shapes_its_code_prints():
+    """The prose's "batch of 1 sequence of 4 tokens ... width 5" must be the shapes
+    that the page's example prints (its printed output is checked by the harness)."""
+    import re
+
+    from tests import harness
+    from tests.pages import numbers, prose, read_page, section
+
+    stated = numbers(prose(section(read_page("index.md"), "The five steps, in code")))
+    assert stated[:3] == [1.0, 4.0, 5.0]  # B, T, d_model; the last 1 is 1/sqrt(d_model)
+    printed = "".join(
+        p.expected_output or ""
+        for b in harness.collect_page(harness.DOCS / "index.md")
+        for p in b.pieces
+    )
+    weights = re.search(r"^weights \((\d+), (\d+), (\d+)\)$", printed, re.M).groups()
+    output = re.search(r"^output \((\d+), (\d+), (\d+)\)$", printed, re.M).groups()
+    assert [int(n) for n in weights] == [1, 4, 4]  # (B, T, T)
+    assert [int(n) for n in output] == [int(n) for n in stated[:3]]  # (B, T, d_model)
