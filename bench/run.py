@@ -12,7 +12,7 @@ What is measured, all in one run:
   ``snippets.attention.scaled_dot_product_attention``,
   ``torch.nn.functional.scaled_dot_product_attention``,
   ``snippets.efficient.tiled_attention`` (its default block, 128, and 256), and the
-  whole module, projections included: ``snippets.multihead.MultiHeadAttention`` and
+  whole module, projections included: ``snippets.multi_head.MultiHeadAttention`` and
   ``torch.nn.MultiheadAttention``. Median time and peak memory beyond the inputs.
 * ``mha``: MultiHeadAttention against torch.nn.MultiheadAttention at B = 8,
   T = 512, d_model = 512, 8 heads, with the matmul throughput measured alongside.
@@ -52,7 +52,7 @@ from torch import nn
 
 from snippets.attention import scaled_dot_product_attention as naive_attention
 from snippets.efficient import tiled_attention
-from snippets.multihead import MultiHeadAttention
+from snippets.multi_head import MultiHeadAttention
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "bench" / "results.json"
@@ -85,7 +85,7 @@ METHODS = {
              f"block_size={TILED_DEFAULT_BLOCK}, is_causal=c) (the default block)",
     "tiled_block_256": f"snippets.efficient.tiled_attention(q, k, v, "
                        f"block_size={TILED_LARGE_BLOCK}, is_causal=c)",
-    "multihead": "snippets.multihead.MultiHeadAttention(d_model, H)(x, is_causal=c, "
+    "multihead": "snippets.multi_head.MultiHeadAttention(d_model, H)(x, is_causal=c, "
                  "need_weights=False), eval mode; includes the projections",
     "torch_mha": "torch.nn.MultiheadAttention(d_model, H, batch_first=True)(x, x, x, "
                  "need_weights=False) or, causal, (x, x, x, attn_mask="

@@ -90,6 +90,8 @@ def on_files(files, config, **kwargs):
     # pyplot peeks at sys.modules["IPython"] when first imported; if that happened in
     # the background thread while nbconvert imports IPython here, it would see a
     # half-initialised module. Import it on this thread first.
+    # Import IPython here too, whole, so no generator can see it half-initialised.
+    import IPython  # noqa: F401
     import matplotlib
 
     matplotlib.use("Agg")

@@ -2,8 +2,8 @@
 
 ``diagram_svg`` lays out the flow x -> (W_q, W_k, W_v) -> Q, K, V -> QK^T -> / sqrt(d_k)
 -> softmax -> weights . V -> output as a hand-written SVG. Every box shows the
-numbers that ``snippets.numerical.worked_example`` computes when the site is built, and
-every arrow the shape of what flows along it, so the picture cannot disagree with the
+numbers that ``snippets.numerical_example.worked_example`` computes when the site is
+built, and every arrow the shape of what flows along it, so the picture cannot disagree with the
 page. ``stage_shapes`` runs the same steps with four different sizes to check the
 arrows' shape labels.
 """
@@ -13,7 +13,7 @@ import re
 from xml.sax.saxutils import escape
 # --8<-- [end:imports]
 
-import torch  # on the pages, snippets/numerical.py:imports imports it
+import torch  # on the pages, snippets/numerical_example.py:imports imports it
 
 from snippets.attention import (
     attention_scores,
@@ -21,7 +21,7 @@ from snippets.attention import (
     scale_scores,
     weighted_sum,
 )
-from snippets.numerical import fmt, softmax_by_hand, worked_example
+from snippets.numerical_example import fmt, softmax_by_hand, worked_example
 
 __all__ = [
     "SHAPES",

@@ -1,7 +1,7 @@
 """The data behind the attention explorer (docs/explorer.md), made at build time.
 
 For each sentence the explorer shows the attention weights of several heads:
-the hand-built head of ``snippets.handbuilt``, and every head of one randomly
+the hand-built head of ``snippets.attention``, and every head of one randomly
 initialised, untrained ``MultiHeadAttention`` layer applied to random embeddings
 of the same tokens. ``explorer_json`` is the file the widget fetches; the
 ``GENERATED`` mapping below has the build add it to the site, so the page can never
@@ -15,8 +15,8 @@ import torch
 # --8<-- [end:imports]
 
 # Outside any section, so that a page can include these modules' sections instead.
-from snippets.handbuilt import LEXICON, handbuilt_attention
-from snippets.multihead import MultiHeadAttention
+from snippets.attention import LEXICON, handbuilt_attention
+from snippets.multi_head import MultiHeadAttention
 
 __all__ = [
     "EXPLORER_SENTENCES",

@@ -239,7 +239,7 @@ def test_page_renders_cleanly_offline_and_accessibly(path, scheme, site, server,
 
 def test_math_is_mathml_with_the_bundled_font(site, server, visit):
     v = visit()
-    v.page.goto(server + "/", wait_until="load")
+    v.page.goto(server + "/attention/", wait_until="load")
     family = v.page.evaluate(
         "() => getComputedStyle(document.querySelector('article math')).fontFamily"
     )

@@ -16,7 +16,7 @@ from snippets.attention import (
     scaled_dot_product_attention,
     weighted_sum,
 )
-from snippets.multihead import MultiHeadAttention, merge_heads, split_heads
+from snippets.multi_head import MultiHeadAttention, merge_heads, split_heads
 from tests.harness import DOCS
 from tests.pages import numbers, prose, read_page, section, tables
 

@@ -29,7 +29,7 @@ from snippets.diagram import (
     stage_shapes,
     svg_text,
 )
-from snippets.numerical import fmt, worked_example
+from snippets.numerical_example import fmt, worked_example
 from tests import pages
 
 PAGE = "diagram.md"

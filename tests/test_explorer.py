@@ -26,8 +26,8 @@ from snippets.explorer import (
     untrained_head_weights,
     untrained_layer,
 )
-from snippets.handbuilt import LEXICON, handbuilt_attention
-from snippets.multihead import MultiHeadAttention
+from snippets.attention import LEXICON, handbuilt_attention
+from snippets.multi_head import MultiHeadAttention
 from tests.conftest import ROOT
 from tests.pages import numbers, prose, read_page, section
 

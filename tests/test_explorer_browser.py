@@ -201,7 +201,7 @@ def test_it_survives_instant_navigation(server, visit, data):
     nav = page.locator("nav.md-nav--primary")
     for _ in range(2):
         home = nav.get_by_role("link", name="What is self-attention", exact=True).first
-        follow(page, home.click, server + "/")
+        follow(page, home.click, server + "/attention/")
         page.wait_for_selector("h1:text('What is self-attention?')")
         explorer = nav.get_by_role("link", name="Attention explorer", exact=True).first
         follow(page, explorer.click, server + "/explorer/")
@@ -215,7 +215,7 @@ def test_it_survives_instant_navigation(server, visit, data):
         page.get_by_label("Head", exact=True).select_option(label="head 4")
         expect_row(state(page), data, "cat-sat", "head 4", 5)
     page.mouse.move(0, 0)  # else the token under the pointer is hovered on return
-    follow(page, page.go_back, server + "/")  # Material handles history too
+    follow(page, page.go_back, server + "/attention/")  # Material handles history too
     follow(page, page.go_forward, server + "/explorer/")
     expect_row(state(page), data, "cat-sat", "hand-built head", 2)
     assert page.evaluate("window.__explorerMarker") == "still here"
@@ -342,7 +342,7 @@ def embedded(tmp_path_factory):
         shutil.copytree(ROOT / name, root / name, ignore=ignore)
     # Only the modules the explorer's data needs: the build runs every generator.
     (root / "snippets").mkdir()
-    for module in ("__init__", "attention", "handbuilt", "multihead", "explorer"):
+    for module in ("__init__", "attention", "multi_head", "explorer"):
         shutil.copy(ROOT / "snippets" / f"{module}.py", root / "snippets")
     config = (ROOT / "mkdocs.yml").read_text()
     config = re.sub(r"(?ms)^nav:\n.*?(?=^\S)", "", config)

@@ -46,11 +46,11 @@
 --8<-- "snippets/attention.py:check-inputs"
 --8<-- "snippets/attention.py:causal-mask"
 --8<-- "snippets/attention.py:sdpa"
---8<-- "snippets/multihead.py:imports"
---8<-- "snippets/multihead.py:split-heads"
---8<-- "snippets/multihead.py:merge-heads"
---8<-- "snippets/multihead.py:input-checks"
---8<-- "snippets/multihead.py:multihead-module"
+--8<-- "snippets/multi_head.py:imports"
+--8<-- "snippets/multi_head.py:split-heads"
+--8<-- "snippets/multi_head.py:merge-heads"
+--8<-- "snippets/multi_head.py:input-checks"
+--8<-- "snippets/multi_head.py:multihead-module"
 
 # %% [markdown]
 # A helper that draws one heatmap per head.

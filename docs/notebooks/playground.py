@@ -38,9 +38,9 @@
 --8<-- "snippets/attention.py:scores"
 --8<-- "snippets/attention.py:scale"
 --8<-- "snippets/attention.py:softmax"
---8<-- "snippets/handbuilt.py:tokenize"
---8<-- "snippets/handbuilt.py:embeddings"
---8<-- "snippets/handbuilt.py:head-matrices"
+--8<-- "snippets/attention.py:tokenize"
+--8<-- "snippets/attention.py:embeddings"
+--8<-- "snippets/attention.py:head-matrices"
 
 # %% [markdown]
 # A helper that runs the head with a temperature, and one that prints a row of

@@ -1,4 +1,4 @@
-"""snippets/numerical.py and the numbers on docs/numerical-example.md.
+"""snippets/numerical_example.py and the numbers on docs/numerical-example.md.
 
 Every number written in the page's prose, math and tables is compared, in page order,
 with the value the snippets code computes, formatted the way the page writes it
@@ -25,7 +25,7 @@ from snippets.attention import (
     scale_scores,
     weighted_sum,
 )
-from snippets.numerical import (
+from snippets.numerical_example import (
     GENERATED,
     fmt,
     scaling_example,

@@ -1,4 +1,4 @@
-"""snippets/softmax.py, and the numbers docs/softmax-stability.md states about it."""
+"""snippets/softmax_stability.py, and the numbers docs/softmax-stability.md states about it."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from snippets import softmax as S
-from snippets.softmax import (
+from snippets import softmax_stability as S
+from snippets.softmax_stability import (
     FLOAT_BITS,
     attention_dropout,
     dropout_average,

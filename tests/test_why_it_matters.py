@@ -1,4 +1,4 @@
-"""snippets/why.py: the measurements behind docs/why-it-matters.md, and the numbers
+"""snippets/why_it_matters.py: the measurements behind docs/why-it-matters.md, and the numbers
 that page states."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from snippets.attention import project
-from snippets.handbuilt import handbuilt_attention
-from snippets.why import (
+from snippets.attention import handbuilt_attention
+from snippets.why_it_matters import (
     MatmulDepth,
     attention_layer,
     dependency_graph,
