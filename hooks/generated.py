@@ -1,7 +1,7 @@
-"""MkDocs hook: add the files that ``snippets`` generates (figures, widget data) to the
+"""MkDocs hook: add the files of the ``figures`` package (figures, widget data) to the
 site at build time, so nothing generated is committed and nothing can drift.
 
-Any module in ``snippets/`` may define, at module level, a mapping
+Any module in ``figures/`` may define, at module level, a mapping
 
     GENERATED = {"figures/diagram.svg": diagram_svg}
 
@@ -26,7 +26,7 @@ log = logging.getLogger("mkdocs.hooks.generated")
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def generators(package: str = "snippets") -> dict[str, object]:
+def generators(package: str = "figures") -> dict[str, object]:
     """Every ``GENERATED`` entry of every module of ``package``, by site path."""
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
@@ -41,7 +41,7 @@ def generators(package: str = "snippets") -> dict[str, object]:
     return found
 
 
-def render_all(package: str = "snippets") -> dict[str, str | bytes]:
+def render_all(package: str = "figures") -> dict[str, str | bytes]:
     """Run every generator; the content of each generated file, by site path."""
     return {path: func() for path, func in generators(package).items()}
 
@@ -83,19 +83,19 @@ _background: _Background | None = None
 
 def on_files(files, config, **kwargs):
     global _background
-    # Reload so that `mkdocs serve` picks up edits to snippets without a restart.
-    for name in [m for m in sys.modules if m == "snippets" or m.startswith("snippets.")]:
+    # Reload so that `mkdocs serve` picks up edits to figures and snippets without a
+    # restart.
+    for name in [m for m in sys.modules if m.split(".")[0] in ("figures", "snippets")]:
         del sys.modules[name]
-    gens = generators()
     # pyplot peeks at sys.modules["IPython"] when first imported; if that happened in
     # the background thread while nbconvert imports IPython here, it would see a
-    # half-initialised module. Import it on this thread first.
-    # Import IPython here too, whole, so no generator can see it half-initialised.
+    # half-initialised module. Import IPython whole, then pyplot, on this thread.
     import IPython  # noqa: F401
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot  # noqa: F401
+    gens = generators()
+    from figures.svg import pyplot
+
+    pyplot()
     folder = Path(tempfile.mkdtemp(prefix="generated-"))
     for path in gens:
         (folder / path).parent.mkdir(parents=True, exist_ok=True)

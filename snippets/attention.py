@@ -29,8 +29,6 @@ __all__ = [
     "head_matrices",
     "handbuilt_head",
     "handbuilt_attention",
-    "handbuilt_heatmap_svg",
-    "GENERATED",
 ]
 
 
@@ -278,47 +276,3 @@ def handbuilt_attention(sentence=SENTENCE):
     tokens, _, weights = handbuilt_head(sentence)
     return tokens, weights
 # --8<-- [end:handbuilt-head]
-
-
-def handbuilt_heatmap_svg():
-    """The hand-built head's weights as an SVG heatmap, drawn on a white card so it
-    reads the same in the site's light and dark schemes. Made at build time."""
-    import io
-
-    import matplotlib
-    import matplotlib.patches
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    tokens, weights = handbuilt_attention()
-    w = weights.numpy()
-    style = {"svg.hashsalt": "handbuilt-heatmap", "svg.fonttype": "path",
-             "font.size": 11, "text.color": "#1a1a1a", "axes.labelcolor": "#1a1a1a",
-             "xtick.color": "#1a1a1a", "ytick.color": "#1a1a1a"}
-    with matplotlib.rc_context(style):
-        fig, ax = plt.subplots(figsize=(5.6, 4.8), facecolor="white")
-        ax.set_facecolor("white")
-        image = ax.imshow(w, cmap="Blues", vmin=0.0, vmax=1.0)
-        sat = tokens.index("sat")  # outline the row the page talks about
-        ax.add_patch(matplotlib.patches.Rectangle(
-            (-0.5, sat - 0.5), len(tokens), 1, fill=False, edgecolor="#b2182b", lw=2.5))
-        for i in range(len(tokens)):
-            for j in range(len(tokens)):
-                dark_cell = w[i, j] > 0.5
-                ax.text(j, i, f"{w[i, j]:.2f}", ha="center", va="center",
-                        color="white" if dark_cell else "#1a1a1a")
-        ax.set_xticks(range(len(tokens)), tokens)
-        ax.set_yticks(range(len(tokens)), tokens)
-        ax.set_xlabel("key: the token attended to")
-        ax.set_ylabel("query: the token attending")
-        ax.set_title("Hand-built head on \u201cThe cat sat on the mat.\u201d")
-        fig.colorbar(image, ax=ax, label="attention weight", fraction=0.046)
-        fig.tight_layout()
-        buffer = io.StringIO()
-        fig.savefig(buffer, format="svg", metadata={"Date": None}, facecolor="white")
-        plt.close(fig)
-    return buffer.getvalue()
-
-
-GENERATED = {"figures/handbuilt-heatmap.svg": handbuilt_heatmap_svg}

@@ -3,9 +3,10 @@
 ``diagram_svg`` lays out the flow x -> (W_q, W_k, W_v) -> Q, K, V -> QK^T -> / sqrt(d_k)
 -> softmax -> weights . V -> output as a hand-written SVG. Every box shows the
 numbers that ``snippets.numerical_example.worked_example`` computes when the site is
-built, and every arrow the shape of what flows along it, so the picture cannot disagree with the
-page. ``stage_shapes`` runs the same steps with four different sizes to check the
-arrows' shape labels.
+built, and every arrow the shape of what flows along it, so the picture cannot
+disagree with the page. ``stage_shapes`` runs the same steps with four different
+sizes to check the arrows' shape labels. ``figures/diagram.py`` adds the SVG to the
+site.
 """
 
 # --8<-- [start:imports]
@@ -32,7 +33,6 @@ __all__ = [
     "box",
     "arrow",
     "diagram_svg",
-    "GENERATED",
 ]
 
 
@@ -302,6 +302,3 @@ def diagram_svg():
         + "\n".join(parts) + "\n</svg>\n"
     )
 # --8<-- [end:diagram-svg]
-
-
-GENERATED = {"figures/diagram.svg": diagram_svg}

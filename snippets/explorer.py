@@ -3,9 +3,9 @@
 For each sentence the explorer shows the attention weights of several heads:
 the hand-built head of ``snippets.attention``, and every head of one randomly
 initialised, untrained ``MultiHeadAttention`` layer applied to random embeddings
-of the same tokens. ``explorer_json`` is the file the widget fetches; the
-``GENERATED`` mapping below has the build add it to the site, so the page can never
-show numbers the code does not produce.
+of the same tokens. ``explorer_json`` is the file the widget fetches;
+``figures/explorer.py`` has the build add it to the site, so the page can never show
+numbers the code does not produce.
 """
 
 # --8<-- [start:imports]
@@ -25,7 +25,6 @@ __all__ = [
     "rounded",
     "explorer_data",
     "explorer_json",
-    "GENERATED",
 ]
 
 
@@ -104,6 +103,3 @@ def explorer_json():
     same bytes."""
     return json.dumps(explorer_data(), sort_keys=True, separators=(",", ":")) + "\n"
 # --8<-- [end:explorer-json]
-
-
-GENERATED = {"assets/explorer/attention.json": explorer_json}

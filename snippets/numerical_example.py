@@ -27,8 +27,6 @@ __all__ = [
     "worked_example",
     "scaling_example",
     "fmt",
-    "weights_heatmap_svg",
-    "GENERATED",
 ]
 
 
@@ -115,47 +113,3 @@ def fmt(value) -> str:
     value = float(value)
     return f"{value:.0f}" if value.is_integer() else f"{value:.4f}"
 # --8<-- [end:fmt]
-
-
-def weights_heatmap_svg() -> str:
-    """SVG heat map of the worked example's 3 x 3 weights, each cell labelled with
-    its weight to 4 decimals; rows are the queries, columns the keys."""
-    import io
-
-    import matplotlib
-    import numpy as np
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    stages = worked_example()
-    weights = stages["weights"].numpy()  # (3, 3)
-    subscripts = "₁₂₃₄₅₆₇₈₉"
-    labels = [f"x{subscripts[i]}={fmt(v)}" for i, v in enumerate(stages["x"][:, 0])]
-    style = {"svg.hashsalt": "numerical-heatmap", "font.size": 11}
-    with plt.rc_context(style):
-        fig, ax = plt.subplots(figsize=(5.2, 4.2), facecolor="white")
-        # pcolormesh draws vector cells (imshow would embed a bitmap in the SVG)
-        mesh = ax.pcolormesh(weights, cmap="Blues", vmin=0.0, vmax=1.0)
-        ax.invert_yaxis()  # query 1 on top, as in the matrix
-        ax.set_aspect("equal")
-        for (i, j), weight in np.ndenumerate(weights):  # row i = query, column j = key
-            color = "white" if weight > 0.5 else "#1a1a1a"  # legible on dark cells
-            ax.text(j + 0.5, i + 0.5, f"{weight:.4f}", ha="center", va="center",
-                    color=color)
-        ax.set_xticks([0.5, 1.5, 2.5], labels)
-        ax.set_yticks([0.5, 1.5, 2.5], labels)
-        ax.set_xlabel("key (the token looked at)")
-        ax.set_ylabel("query (the token looking)")
-        ax.set_title("Attention weights (each row sums to 1)")
-        colorbar = fig.colorbar(mesh, ax=ax, label="weight")
-        colorbar.solids.set_rasterized(False)  # vector, not an embedded bitmap
-        colorbar.solids.set_edgecolor("face")  # no hairline seams between the bands
-        fig.tight_layout()
-        buffer = io.StringIO()
-        fig.savefig(buffer, format="svg", metadata={"Date": None})
-        plt.close(fig)
-    return buffer.getvalue()
-
-
-GENERATED = {"figures/numerical-heatmap.svg": weights_heatmap_svg}

@@ -27,9 +27,6 @@ __all__ = [
     "apply_rope",
     "rope_self_attention",
     "rope_score",
-    "sinusoidal_svg",
-    "rope_relative_svg",
-    "GENERATED",
 ]
 
 
@@ -173,65 +170,3 @@ def rope_score(q, k, q_pos, k_pos, base=10000.0):
     k_rot = apply_rope(k[None, :], positions=[k_pos], base=base)  # (1, head_dim)
     return (q_rot @ k_rot.T).item()  # (1, head_dim) @ (head_dim, 1) -> (1, 1)
 # --8<-- [end:rope-score]
-
-
-def _svg(fig):
-    """The figure as SVG text, without a date, so builds are reproducible."""
-    import io
-
-    import matplotlib.pyplot as plt
-
-    buffer = io.StringIO()
-    fig.savefig(buffer, format="svg", metadata={"Date": None})
-    plt.close(fig)
-    return buffer.getvalue()
-
-
-def sinusoidal_svg(T=64, d_model=64):
-    """SVG heatmap of ``sinusoidal_positions(T, d_model)``: one row per position."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    table = sinusoidal_positions(T, d_model)  # (T, d_model)
-    with plt.rc_context({"svg.hashsalt": "position-sinusoidal", "font.size": 10}):
-        fig, ax = plt.subplots(figsize=(6.4, 4.0), facecolor="white")
-        image = ax.imshow(table.numpy(), cmap="RdBu", vmin=-1, vmax=1, aspect="auto",
-                          interpolation="nearest")
-        ax.set_xlabel("dimension (even: sin, odd: cos; frequency falls to the right)")
-        ax.set_ylabel("position")
-        fig.colorbar(image, ax=ax, label="value")
-        fig.tight_layout()
-        return _svg(fig)
-
-
-def rope_relative_svg(head_dim=64, key_positions=(0, 100, 1000), span=40, seed=0):
-    """SVG plot: RoPE score of one vector with itself, against the relative
-    position m - n, for keys at several absolute positions n. The curves coincide."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    q = torch.randn(head_dim, generator=torch.Generator().manual_seed(seed))
-    offsets = list(range(-span, span + 1))
-    styles = [("-", 3.0), ("--", 1.8), (":", 1.8)]
-    with plt.rc_context({"svg.hashsalt": "position-rope", "font.size": 10}):
-        fig, ax = plt.subplots(figsize=(6.4, 3.4), facecolor="white")
-        ax.set_facecolor("white")
-        for n, (style, width) in zip(key_positions, styles):
-            scores = [rope_score(q, q, n + offset, n) for offset in offsets]
-            ax.plot(offsets, scores, linestyle=style, linewidth=width,
-                    label=f"key at position n = {n}")
-        ax.set_xlabel("relative position m - n of the query")
-        ax.set_ylabel("score q·k after RoPE")
-        ax.legend(frameon=False)
-        fig.tight_layout()
-        return _svg(fig)
-
-
-GENERATED = {
-    "figures/sinusoidal-positions.svg": sinusoidal_svg,
-    "figures/rope-relative.svg": rope_relative_svg,
-}

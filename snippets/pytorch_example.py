@@ -27,11 +27,9 @@ from snippets.attention import (
 )
 
 __all__ = [
-    "GENERATED",
     "SelfAttention",
     "article_attention",
     "article_example",
-    "saturation_figure_svg",
     "saturation_stats",
     "scaled_scores_by_init",
 ]
@@ -198,41 +196,3 @@ def saturation_stats(scores):
         "gradient": torch.linalg.matrix_norm(jacobian).mean().item(),
     }
 # --8<-- [end:saturation-stats]
-
-
-def saturation_figure_svg() -> str:
-    """SVG histograms of each row's largest weight, for the three ways of making the
-    weights (1000 runs of the article's example each)."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    scores = scaled_scores_by_init()
-    seq_len = next(iter(scores.values())).shape[-1]
-    bins = torch.linspace(1 / seq_len, 1.0, 31).tolist()
-    colors = ("#b2182b", "#ef8a62", "#2166ac")
-    style = {"svg.hashsalt": "pytorch-example-saturation", "font.size": 11}
-    with plt.rc_context(style):
-        fig, axes = plt.subplots(3, 1, figsize=(6.4, 5.6), sharex=True, sharey=True,
-                                 facecolor="white")
-        for ax, (name, s), color in zip(axes, scores.items(), colors):
-            largest = torch.softmax(s, dim=-1).max(dim=-1).values.flatten()
-            ax.hist(largest.tolist(), bins=bins, color=color)
-            ax.set_facecolor("white")
-            ax.set_title(f"W_Q, W_K from {name}: mean {largest.mean():.2f}",
-                         fontsize=11)
-            ax.set_ylabel("rows")
-        axes[-1].set_xlabel(
-            f"largest weight in a row (1/{seq_len} = spread evenly, 1 = one key only)"
-        )
-        fig.tight_layout()
-        buffer = io.StringIO()
-        fig.savefig(buffer, format="svg", metadata={"Date": None})
-        plt.close(fig)
-    return buffer.getvalue()
-
-
-GENERATED = {"figures/pytorch-example-saturation.svg": saturation_figure_svg}

@@ -4,14 +4,11 @@ The page ``docs/scaling.md`` shows this file one section at a time. For query an
 vectors with independent unit-variance entries, ``measure_scaling`` draws scores for
 every d_k from 4 to 1024 and reports, without and with the division by sqrt(d_k):
 the spread of the scores, how close the softmax comes to putting all its weight on
-one key, and how much gradient the softmax lets through. ``scaling_figure_svg``
-draws the same numbers; the site's build runs it through ``GENERATED``.
+one key, and how much gradient the softmax lets through. ``figures/scaling.py``
+draws the same numbers.
 """
 
 # --8<-- [start:imports]
-import io
-import math
-
 import torch
 # --8<-- [end:imports]
 
@@ -23,8 +20,6 @@ __all__ = [
     "softmax_jacobian_norm",
     "measure_scaling",
     "format_table",
-    "scaling_figure_svg",
-    "GENERATED",
 ]
 
 # --8<-- [start:sample-scores]
@@ -121,81 +116,3 @@ def format_table(results):
         lines.append(f"{d_k:>6}" + "".join(f"{cell:>9.3f}" for cell in cells))
     return "\n".join(lines)
 # --8<-- [end:table]
-
-
-def scaling_figure_svg(results=None):
-    """The measurements as three panels over a log2 d_k axis, as an SVG string.
-
-    Drawn on a white background with dark text so that it stays legible when the
-    site is in dark mode; ids are salted and the date left out, so the same numbers
-    give the same file. Tick labels are plain numbers (no mathtext) and the layout is
-    fixed, which keeps the drawing well under a second.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-    from matplotlib.ticker import FixedLocator, NullLocator, StrMethodFormatter
-
-    results = measure_scaling() if results is None else results
-    d_k = results["d_k"]
-    colours = {"unscaled": "#b03a2e", "scaled": "#1f4e9c"}
-    labels = {"unscaled": "q·k", "scaled": "q·k / √d_k"}
-    style = {
-        "svg.hashsalt": "scaling",
-        "svg.fonttype": "path",
-        "font.size": 10,
-        "text.color": "#1a1a1a",
-        "axes.labelcolor": "#1a1a1a",
-        "axes.edgecolor": "#333333",
-        "xtick.color": "#1a1a1a",
-        "ytick.color": "#1a1a1a",
-        "figure.facecolor": "white",
-        "axes.facecolor": "white",
-        "savefig.facecolor": "white",
-    }
-    with matplotlib.rc_context(style):
-        fig, axes = plt.subplots(1, 3, figsize=(11, 3.8))
-        fig.subplots_adjust(left=0.06, right=0.99, bottom=0.15, top=0.9, wspace=0.3)
-        std_ax, max_ax, grad_ax = axes
-        legend_at = {std_ax: "upper left", max_ax: "center right",
-                     grad_ax: "lower left"}
-        std_ax.plot(d_k, [math.sqrt(d) for d in d_k], color="#bbbbbb", linewidth=6,
-                    label="√d_k (theory)")
-        max_ax.axhline(1 / results["num_keys"], color="#666666", linestyle=":",
-                       linewidth=2, label=f"uniform (1/{results['num_keys']})")
-        for name, colour in colours.items():
-            kw = {"color": colour, "marker": "o", "markersize": 4,
-                  "label": labels[name]}
-            std_ax.plot(d_k, results[f"std_{name}"], **kw)
-            max_ax.plot(d_k, results[f"max_weight_{name}"], **kw)
-            grad_ax.plot(d_k, results[f"grad_{name}"], **kw)
-        grad_ax.plot(d_k, results["grad_median_unscaled"], color=colours["unscaled"],
-                     linestyle="--", label="q·k, median over rows (mean: solid)")
-        std_ax.set(title="Spread of the scores", ylabel="standard deviation")
-        max_ax.set(title="Largest softmax weight", ylabel="mean over rows", ylim=(0, 1))
-        grad_ax.set(title="Gradient through the softmax",
-                    ylabel="norm of d softmax / d scores")
-        std_ax.set_yscale("log", base=2)
-        std_ax.yaxis.set_major_locator(FixedLocator([1, 2, 4, 8, 16, 32]))
-        grad_ax.set_yscale("log")
-        grad_ax.yaxis.set_major_locator(FixedLocator([1e-5, 1e-4, 1e-3, 1e-2, 0.1, 1]))
-        grad_ax.yaxis.set_major_formatter(StrMethodFormatter("{x:g}"))
-        std_ax.yaxis.set_major_formatter(StrMethodFormatter("{x:g}"))
-        for ax in axes:
-            ax.set_xscale("log", base=2)
-            ax.xaxis.set_major_locator(FixedLocator(d_k))
-            ax.xaxis.set_major_formatter(StrMethodFormatter("{x:g}"))
-            ax.xaxis.set_minor_locator(NullLocator())
-            ax.yaxis.set_minor_locator(NullLocator())
-            ax.set_xlabel("d_k (log scale)")
-            ax.tick_params(axis="x", labelsize=8)
-            ax.grid(True, color="#dddddd", linewidth=0.6)
-            ax.legend(fontsize=8, frameon=False, loc=legend_at[ax])
-        buffer = io.StringIO()
-        fig.savefig(buffer, format="svg", metadata={"Date": None})
-        plt.close(fig)
-    return buffer.getvalue()
-
-
-GENERATED = {"figures/scaling.svg": scaling_figure_svg}

@@ -26,8 +26,6 @@ __all__ = [
     "log_softmax",
     "attention_dropout",
     "dropout_average",
-    "dropout_row_sums_svg",
-    "GENERATED",
 ]
 
 
@@ -178,38 +176,3 @@ def dropout_average(weights, p, num_masks, generator=None):
     standard_error = weights * math.sqrt(p / ((1 - p) * num_masks))
     return mean, standard_error
 # --8<-- [end:dropout-average]
-
-
-def dropout_row_sums_svg(p=0.1, num_masks=4000, seed=0):
-    """SVG histogram: the row sum of one row of attention weights after dropout,
-    over ``num_masks`` masks. Each sum is off 1; their average is 1."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    generator = torch.Generator().manual_seed(seed)
-    weights = torch.softmax(torch.randn(8, generator=generator), dim=-1)  # (8,)
-    copies = weights.expand(num_masks, 8)  # (N, 8)
-    sums = attention_dropout(copies, p, generator=generator).sum(dim=-1)  # (N,)
-    style = {"svg.hashsalt": "softmax-dropout", "font.size": 10}
-    with plt.rc_context(style):
-        fig, ax = plt.subplots(figsize=(6.4, 3.2), facecolor="white")
-        ax.set_facecolor("white")
-        ax.hist(sums.numpy(), bins=40, color="#5c6bc0")
-        ax.axvline(1.0, color="black", linestyle="--", label="1 (no dropout)")
-        mean = sums.mean().item()
-        ax.axvline(mean, color="#d84315", label=f"mean of the sums = {mean:.3f}")
-        ax.set_xlabel(f"row sum after dropout (p = {p})")
-        ax.set_ylabel(f"count of {num_masks} masks")
-        ax.legend(loc="upper left", frameon=False)
-        fig.tight_layout()
-        buffer = io.StringIO()
-        fig.savefig(buffer, format="svg", metadata={"Date": None})
-        plt.close(fig)
-    return buffer.getvalue()
-
-
-GENERATED = {"figures/dropout-row-sums.svg": dropout_row_sums_svg}

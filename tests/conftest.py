@@ -79,7 +79,7 @@ def scratch_project(tmp_path) -> Path:
     """The project's config and hooks in a temp folder, with snippets/attention.py and
     a docs/ that holds only the site's assets, for tests that build a small site of
     their own. The ``nav`` is dropped so that the pages a test writes make the site,
-    and the other snippets modules are left out so that their figures are not drawn."""
+    and the figures package comes without its figure modules, so none is drawn."""
     shutil.copytree(ROOT / "hooks", tmp_path / "hooks",
                     ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(ROOT / "docs", tmp_path / "docs",
@@ -87,6 +87,9 @@ def scratch_project(tmp_path) -> Path:
     (tmp_path / "snippets").mkdir()
     for name in ("__init__.py", "attention.py"):
         shutil.copy(ROOT / "snippets" / name, tmp_path / "snippets" / name)
+    (tmp_path / "figures").mkdir()
+    for name in ("__init__.py", "svg.py"):
+        shutil.copy(ROOT / "figures" / name, tmp_path / "figures" / name)
     config = (ROOT / "mkdocs.yml").read_text()
     config = re.sub(r"(?ms)^nav:\n.*?(?=^\S)", "", config)
     (tmp_path / "mkdocs.yml").write_text(config)

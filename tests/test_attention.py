@@ -31,13 +31,11 @@ import torch.nn.functional as F
 from snippets.attention import attention_scores, project, scale_scores
 from snippets.attention import (
     FEATURES,
-    GENERATED,
     LEXICON,
     SENTENCE,
     embed,
     handbuilt_attention,
     handbuilt_head,
-    handbuilt_heatmap_svg,
     head_matrices,
     tokenize,
 )
@@ -348,23 +346,6 @@ def test_the_check_yourself_answer_holds_for_the_hand_built_head(head):
 # ---- the figure ---------------------------------------------------------------------
 
 ALT = re.compile(r"!\[([^\]]+)\]\(figures/handbuilt-heatmap\.svg\)")
-
-
-def test_heatmap_is_generated_light_and_stable():
-    assert GENERATED == {"figures/handbuilt-heatmap.svg": handbuilt_heatmap_svg}
-    svg = handbuilt_heatmap_svg()
-    assert svg.startswith("<?xml") and "<svg" in svg and svg.rstrip().endswith("</svg>")
-    # the first thing drawn is the figure's white background
-    first_fill = re.search(r"fill:\s*(#[0-9a-f]{6})", svg).group(1)
-    assert first_fill == "#ffffff"
-    assert "<text" not in svg  # text drawn as paths: no font is loaded
-    assert handbuilt_heatmap_svg() == svg  # no date, stable ids: same bytes each build
-
-
-def test_the_build_hook_finds_the_heatmap():
-    from hooks.generated import generators
-
-    assert generators()["figures/handbuilt-heatmap.svg"] is handbuilt_heatmap_svg
 
 
 def test_the_page_shows_the_heatmap_with_numbers_that_match():

@@ -747,12 +747,6 @@ def test_provenance_is_the_recorded_run():
             and f"one sequence of {CONFIG['H']} heads of {CONFIG['head_dim']}" in text)
 
 
-def test_figures_are_shown_with_alt_text():
-    for name in ("bench-time", "bench-memory"):
-        m = re.search(rf"!\[([^\]]+)\]\(figures/{name}\.svg\)", PAGE)
-        assert m and len(m.group(1)) > 60, name
-
-
 def test_t_max_table_is_the_sweep():
     rows = find_table("method")[1:]
     assert [r[0].strip("`") for r in rows] == list(SWEEP)

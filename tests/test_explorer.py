@@ -17,9 +17,9 @@ import re
 import pytest
 import torch
 
+from figures.explorer import GENERATED
 from snippets.explorer import (
     EXPLORER_SENTENCES,
-    GENERATED,
     explorer_data,
     explorer_json,
     rounded,
@@ -199,13 +199,6 @@ def test_the_site_loads_the_widget():
         assert re.search(listed, config), f"mkdocs.yml must list {path} in {key}"
     assert (ROOT / "docs" / "javascripts" / "explorer.js").is_file()
     assert (ROOT / "docs" / "stylesheets" / "explorer.css").is_file()
-
-
-def test_the_build_adds_the_file():
-    assert GENERATED == {"assets/explorer/attention.json": explorer_json}
-    from hooks.generated import generators
-
-    assert generators()["assets/explorer/attention.json"] is explorer_json
 
 
 # The page: what it says must be what the data holds.

@@ -114,3 +114,32 @@ def test_background_writes_text_and_bytes_and_reports_errors(tmp_path):
     assert (tmp_path / "figures/b.bin").read_bytes() == b"\x00\x01"
     with pytest.raises(RuntimeError, match="generator failed"):
         generated._Background({"figures/c.svg": broken}, tmp_path).wait()
+
+
+def test_on_files_forgets_figures_and_snippets_so_serve_reloads_them(monkeypatch):
+    """`mkdocs serve` runs on_files again after an edit: the figures and snippets
+    modules are imported afresh, other modules stay, and pyplot is loaded (on Agg)
+    on the main thread before the background thread draws."""
+    from mkdocs.config.defaults import MkDocsConfig
+    from mkdocs.structure.files import Files
+
+    kept = {name: module for name, module in sys.modules.items()
+            if name.split(".")[0] in ("figures", "snippets")}
+    stale = {"figures.stale": object(), "snippets.stale": object(),
+             "figuresque": object()}
+    monkeypatch.setattr(generated, "generators", lambda: {})
+    try:
+        sys.modules.update(stale)
+        files = generated.on_files(Files([]), MkDocsConfig())
+        generated.on_env(None, None, files)
+        assert "figures.stale" not in sys.modules
+        assert "snippets.stale" not in sys.modules
+        assert sys.modules["figuresque"] is stale["figuresque"]
+        import matplotlib
+
+        assert "matplotlib.pyplot" in sys.modules
+        assert matplotlib.get_backend().lower() == "agg"
+    finally:
+        for name in stale:
+            sys.modules.pop(name, None)
+        sys.modules.update(kept)  # the rest of the run keeps its module objects

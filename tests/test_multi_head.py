@@ -25,14 +25,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from snippets.attention import attention_scores, attention_weights, scale_scores
-from snippets.multi_head import (
-    GENERATED,
-    MultiHeadAttention,
-    _luminance,
-    heads_heatmap_svg,
-    seeded_head_weights,
-    split_heads,
-)
+from snippets.multi_head import MultiHeadAttention, split_heads
 from tests.pages import numbers, prose, read_page, section
 
 ATOL = 1e-6  # float32, rtol 0, no loosening: both sides are float32 throughout
@@ -622,13 +615,6 @@ def test_module_scales_each_head_by_root_head_dim():
 # ---- different heads, different weights ------------------------------------------------
 
 
-def test_seeded_head_weights_are_the_pages_example(example):
-    _, _, _, weights = example
-    state = torch.random.get_rng_state()
-    torch.testing.assert_close(seeded_head_weights(), weights[0], atol=0, rtol=0)
-    assert torch.equal(torch.random.get_rng_state(), state)  # caller's RNG untouched
-
-
 def test_heads_prose(example):
     (_, seq_len, _, num_heads), _, _, weights = example
     w = weights[0]  # (H, T, T), the first sequence
@@ -657,28 +643,6 @@ def test_figure_alt_text_says_what_it_shows(example):
             f"{seq_len - 1} and head 1 outlines keys {', '.join(map(str, best[1]))}") in alt
     assert "a different key in every row" in alt and all(
         a != b for a, b in zip(*best))
-
-
-def test_figure_is_generated_light_and_stable():
-    assert GENERATED == {"figures/multihead-heads.svg": heads_heatmap_svg}
-    svg = heads_heatmap_svg()
-    assert svg.startswith("<?xml") and "<svg" in svg and svg.rstrip().endswith("</svg>")
-    first_fill = re.search(r"fill:\s*(#[0-9a-f]{6})", svg).group(1)
-    assert first_fill == "#ffffff"  # the first thing drawn is the white background
-    assert "<text" not in svg  # text drawn as paths: no font is loaded
-    assert heads_heatmap_svg() == svg  # no date, stable ids: the same bytes every build
-
-
-def test_the_build_hook_finds_the_figure():
-    from hooks.generated import generators
-
-    assert generators()["figures/multihead-heads.svg"] is heads_heatmap_svg
-
-
-def test_luminance_picks_the_readable_text_colour():
-    assert _luminance((1.0, 1.0, 1.0, 1.0)) == pytest.approx(1.0)
-    assert _luminance((0.0, 0.0, 0.0, 1.0)) == 0.0
-    assert _luminance((0.03, 0.19, 0.42, 1.0)) < 0.18  # dark blue: white text
 
 
 # ---- matching torch.nn.MultiheadAttention ----------------------------------------------

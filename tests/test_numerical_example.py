@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import math
 import re
-import time
-import xml.etree.ElementTree as ET
 
 import pytest
 import torch
@@ -26,11 +24,9 @@ from snippets.attention import (
     weighted_sum,
 )
 from snippets.numerical_example import (
-    GENERATED,
     fmt,
     scaling_example,
     softmax_by_hand,
-    weights_heatmap_svg,
     worked_example,
 )
 from tests import pages
@@ -328,25 +324,3 @@ def test_check_yourself_numbers():
         *flat(W["weights"][0]), *flat(double["weights"][0]),
         fmt(double["output"][0, 0]), fmt(W["output"][0, 0]), fmt(twice),
     ])
-
-
-# The heat map.
-
-
-def test_heatmap_is_registered_and_shown_with_alt_text():
-    assert GENERATED == {"figures/numerical-heatmap.svg": weights_heatmap_svg}
-    text = pages.read_page(PAGE)
-    (alt,) = re.findall(r"!\[([^\]]+)\]\(figures/numerical-heatmap\.svg\)", text)
-    assert "attention weights" in alt.lower() and len(alt) > 60
-
-
-def test_heatmap_svg_is_valid_light_and_deterministic():
-    start = time.perf_counter()
-    svg = weights_heatmap_svg()
-    assert time.perf_counter() - start < 5  # well under a second once warm
-    assert svg == weights_heatmap_svg()  # no date, fixed hash salt: same bytes
-    root = ET.fromstring(svg)
-    assert root.tag == "{http://www.w3.org/2000/svg}svg"
-    # the figure's own background is a white patch, so it stays legible in dark mode
-    assert re.search(r"fill:\s*#ffffff", svg)
-    assert "<image" not in svg and "@import" not in svg

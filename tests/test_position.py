@@ -13,17 +13,15 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from snippets import position as P
+from figures.position import rope_relative_svg, sinusoidal_svg
 from snippets.position import (
     apply_rope,
     permutation_gap,
     position_angles,
-    rope_relative_svg,
     rope_score,
     rope_self_attention,
     self_attention,
     sinusoidal_positions,
-    sinusoidal_svg,
 )
 from tests.pages import numbers, prose, read_page, section
 
@@ -309,40 +307,8 @@ def test_apply_rope_rejects_bad_input(x, positions, pattern):
         apply_rope(x, positions)
 
 
-# --- figures -------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("make", [sinusoidal_svg, rope_relative_svg])
-def test_figures_are_stable_svgs_with_their_own_background(make):
-    svg = make()
-    assert svg.lstrip().startswith("<?xml") and "</svg>" in svg
-    assert "<dc:date>" not in svg and "fill: #ffffff" in svg
-    assert svg == make()
-
-
-def test_generated_files():
-    assert P.GENERATED == {
-        "figures/sinusoidal-positions.svg": sinusoidal_svg,
-        "figures/rope-relative.svg": rope_relative_svg,
-    }
-
-
 def defaults(func):
     return {k: p.default for k, p in inspect.signature(func).parameters.items()}
-
-
-def test_rope_figure_curves_coincide():
-    """What the picture claims: the curves for the three key positions are one."""
-    d = defaults(rope_relative_svg)
-    q = torch.randn(d["head_dim"], generator=torch.Generator().manual_seed(d["seed"]))
-    offsets = range(-d["span"], d["span"] + 1)
-    curves = torch.tensor(
-        [[rope_score(q, q, n + o, n) for o in offsets] for n in d["key_positions"]]
-    )
-    assert (curves - curves[0]).abs().max() < 1e-4 * curves.abs().max()
-    peak = curves[0].argmax().item()
-    assert list(offsets)[peak] == 0  # "peaking at relative position 0"
-    torch.testing.assert_close(curves[0], curves[0].flip(0))  # symmetric when q = k
 
 
 # --- the numbers on the page ---------------------------------------------------

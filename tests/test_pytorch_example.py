@@ -20,12 +20,10 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import snippets.pytorch_example as example
 from snippets.pytorch_example import (
     SelfAttention,
     article_attention,
     article_example,
-    saturation_figure_svg,
     saturation_stats,
     scaled_scores_by_init,
 )
@@ -337,16 +335,6 @@ def test_the_gradient_stat_is_the_softmax_jacobian():
     assert saturation_stats(scores)["gradient"] == pytest.approx(
         torch.stack(norms).mean().item(), abs=1e-6
     )
-
-
-def test_saturation_figure():
-    svg = saturation_figure_svg()
-    assert svg.lstrip().startswith("<?xml") and "<svg" in svg
-    assert 'style="fill: #ffffff' in svg  # draws its own white background
-    assert svg == saturation_figure_svg()  # stable: no dates, salted ids
-    assert example.GENERATED == {"figures/pytorch-example-saturation.svg":
-                                 saturation_figure_svg}
-    assert "](figures/pytorch-example-saturation.svg)" in read_page(PAGE)
 
 
 # ---------------------------------------------------------------------------

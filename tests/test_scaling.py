@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import re
-import xml.etree.ElementTree as ET
 
 import pytest
 import torch
@@ -14,11 +12,9 @@ from hypothesis import strategies as st
 from snippets.attention import attention_weights
 from snippets.scaling import (
     D_K_VALUES,
-    GENERATED,
     format_table,
     measure_scaling,
     sample_scores,
-    scaling_figure_svg,
     softmax_jacobian_norm,
 )
 from tests.pages import numbers, prose, read_page, section
@@ -172,32 +168,6 @@ def test_format_table_prints_every_measurement(results):
         values = [float(x) for x in line.split()]
         assert values == [results["d_k"][i], *(r3(results[c][i]) for c in columns)]
     assert max(len(line) for line in lines) <= 88
-
-
-# ---------------------------------------------------------------- the figure
-
-
-def test_figure_is_generated_at_build_time_and_stable():
-    assert GENERATED == {"figures/scaling.svg": scaling_figure_svg}
-    svg = scaling_figure_svg()
-    assert svg == scaling_figure_svg(measure_scaling())  # the same numbers, same file
-    root = ET.fromstring(svg.encode())
-    assert root.tag.endswith("svg")
-    # a white background that covers the figure, so it stays legible in dark mode
-    assert re.search(r'<g id="patch_1">\s*<path d="M 0 [\d.]+ \nL [\d.]+ [\d.]+ \nL '
-                     r'[\d.]+ 0 \nL 0 0 \nz\n" style="fill: #ffffff"', svg)
-    assert re.findall(r'id="axes_\d+"', svg) == ['id="axes_1"', 'id="axes_2"',
-                                                  'id="axes_3"']
-    titles = re.findall(r"<!-- (.*?) -->", svg)
-    for text in ["Spread of the scores", "Largest softmax weight",
-                 "Gradient through the softmax", "d_k (log scale)", "1024"]:
-        assert text in titles
-    assert "<text" not in svg  # glyphs drawn as paths: no font needed to show it
-
-
-def test_page_shows_the_figure_with_alt_text():
-    match = re.search(r"!\[([^\]]{80,})\]\(figures/scaling\.svg\)", read_page("scaling.md"))
-    assert match, "the page shows figures/scaling.svg with a descriptive alt text"
 
 
 # ---------------------------------------------------------------- the page's numbers

@@ -135,32 +135,40 @@ def test_every_snippets_section_is_shown_on_a_page():
     assert not unused, "sections no page includes:\n" + "\n".join(unused)
 
 
+# The packages whose modules pages include or the build imports.
+PACKAGES = ("snippets", "figures")
+MODULES = sorted(path for package in PACKAGES for path in (ROOT / package).glob("*.py"))
+
+
 def test_sections_are_unique_closed_and_fit_the_page():
-    """Every snippets module: each section opens once and then closes, is named in
-    kebab-case, and no line is wider than the 88 columns a code block shows."""
-    for path in sorted((ROOT / "snippets").glob("*.py")):
+    """Every snippets and figures module: each section opens once and then closes, is
+    named in kebab-case, and no line is wider than the 88 columns a code block
+    shows."""
+    for path in MODULES:
+        name = path.relative_to(ROOT).as_posix()
         text = path.read_text()
         markers = re.findall(r"^\s*# --8<-- \[(start|end):([^\]]+)\]$", text, re.M)
-        for name in {n for _, n in markers}:
-            assert re.fullmatch(r"[a-z]+(-[a-z]+)*", name), f"{path.name}: {name}"
-            assert [k for k, n in markers if n == name] == ["start", "end"], (
-                f"{path.name}: section {name} must open once, then close once"
+        for section in {n for _, n in markers}:
+            assert re.fullmatch(r"[a-z]+(-[a-z]+)*", section), f"{name}: {section}"
+            assert [k for k, n in markers if n == section] == ["start", "end"], (
+                f"{name}: section {section} must open once, then close once"
             )
-        assert max((len(line) for line in text.splitlines()), default=0) <= 88, path.name
+        assert max((len(line) for line in text.splitlines()), default=0) <= 88, name
 
 
-def test_snippets_import_without_side_effects(tmp_path):
-    """Importing every snippets module prints nothing, writes no file and draws
-    nothing from torch's random generator."""
+def test_modules_import_without_side_effects(tmp_path):
+    """Importing every snippets and figures module prints nothing, writes no file,
+    draws nothing from torch's random generator and loads no plotting library."""
     import subprocess
     import sys
 
-    modules = [p.stem for p in (ROOT / "snippets").glob("*.py") if p.stem != "__init__"]
+    modules = [f"{p.parent.name}.{p.stem}" for p in MODULES if p.stem != "__init__"]
     code = (
-        "import importlib, torch\n"
+        "import importlib, sys, torch\n"
         "state = torch.random.get_rng_state()\n"
-        + "".join(f"importlib.import_module('snippets.{m}')\n" for m in modules)
+        + "".join(f"importlib.import_module('{m}')\n" for m in modules)
         + "assert torch.equal(torch.random.get_rng_state(), state), 'RNG used'\n"
+        + "assert 'matplotlib' not in sys.modules, 'matplotlib imported'\n"
     )
     before = {p for p in tmp_path.rglob("*")}
     proc = subprocess.run(

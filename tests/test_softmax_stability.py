@@ -11,12 +11,11 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from snippets import softmax_stability as S
+from figures.softmax_stability import dropout_row_sums_svg
 from snippets.softmax_stability import (
     FLOAT_BITS,
     attention_dropout,
     dropout_average,
-    dropout_row_sums_svg,
     log_softmax,
     logsumexp,
     naive_softmax,
@@ -295,15 +294,6 @@ def test_sdpa_applies_the_same_dropout_inside():
         by_hand = F.dropout(weights, p=0.25, training=True) @ v
     torch.testing.assert_close(fused, by_hand, atol=1e-6, rtol=0)
     assert not torch.allclose(fused, F.scaled_dot_product_attention(q, k, v))
-
-
-def test_dropout_figure_is_a_stable_svg_with_its_own_background():
-    svg = dropout_row_sums_svg()
-    assert svg.lstrip().startswith("<?xml") and "</svg>" in svg
-    assert "<dc:date>" not in svg
-    assert "fill: #ffffff" in svg  # a white background, legible in dark mode
-    assert svg == dropout_row_sums_svg()  # no random ids: the build is reproducible
-    assert S.GENERATED == {"figures/dropout-row-sums.svg": dropout_row_sums_svg}
 
 
 # --- the numbers on the page ---------------------------------------------------

@@ -1,17 +1,17 @@
-"""Figures for ``docs/efficient.md``, drawn at build time from the committed benchmark.
+"""The figures of docs/efficient.md, drawn from the committed benchmark.
 
 ``bench/results.json`` is what ``make bench`` (``python -m bench.run``) wrote on one
 machine. The figures plot its sweep: one attention layer (B = 1, 8 heads of 64) for
 T = 128 .. 8192, every method, median time and peak extra memory against T on
-log-log axes. Nothing runs at import; the hook in ``hooks/generated.py`` calls the
-functions in ``GENERATED`` once per build.
+log-log axes. The file is read when a figure is drawn, not at import.
 """
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
+
+from figures.svg import INK, card, to_svg
 
 RESULTS = Path(__file__).resolve().parent.parent / "bench" / "results.json"
 
@@ -33,7 +33,7 @@ QUANTITIES = {
 
 
 def load_results(path=RESULTS):
-    """The benchmark results as a dict (read when a figure is drawn, not at import)."""
+    """The benchmark results as a dict."""
     return json.loads(Path(path).read_text())
 
 
@@ -56,26 +56,15 @@ def series(results, quantity, mode="full"):
 
 
 def bench_svg(results, quantity, mode="full"):
-    """One log-log chart of ``quantity`` against T for every method, as SVG text,
-    on a white background with dark text (legible in the site's dark scheme too)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ink = "#1a1a1a"
+    """One log-log chart of ``quantity`` against T for every method; each method's
+    line has the id ``series-<method>``."""
     label, _ = QUANTITIES[quantity]
     machine = results["machine"]
-    style = {"svg.hashsalt": f"efficient-{quantity}-{mode}", "svg.fonttype": "path",
-             "font.size": 11, "text.color": ink, "axes.labelcolor": ink,
-             "axes.edgecolor": ink, "xtick.color": ink, "ytick.color": ink}
-    with matplotlib.rc_context(style):
-        fig, ax = plt.subplots(figsize=(7.5, 5.0), facecolor="white",
-                               layout="constrained")
-        ax.set_facecolor("white")
+    with card(f"efficient-{quantity}-{mode}") as plt:
+        fig, ax = plt.subplots(figsize=(7.5, 5.0), layout="constrained")
         all_ts = set()
         for method, (ts, values) in series(results, quantity, mode).items():
-            name, colour, marker, line = STYLES.get(method, (method, ink, ".", "-"))
+            name, colour, marker, line = STYLES.get(method, (method, INK, ".", "-"))
             ax.plot(ts, values, label=name, color=colour, marker=marker,
                     linestyle=line, linewidth=1.8, markersize=6, gid=f"series-{method}")
             all_ts.update(ts)
@@ -95,10 +84,7 @@ def bench_svg(results, quantity, mode="full"):
                      fontsize=11)
         ax.legend(loc="upper left", fontsize=9, frameon=True, facecolor="white",
                   edgecolor="#d0d0d0")
-        buffer = io.StringIO()
-        fig.savefig(buffer, format="svg", metadata={"Date": None}, facecolor="white")
-        plt.close(fig)
-    return buffer.getvalue()
+        return to_svg(fig)
 
 
 def bench_time_svg():
