@@ -1,4 +1,4 @@
-"""Tests for bench/run.py and the committed bench/results.json.
+"""Tests for bench/ (``python -m bench.run``) and the committed bench/results.json.
 
 No timing assertions: the numbers depend on the machine. What is checked is that the
 JSON has its schema, that every stored median is the median of the stored repeats,
@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench import run
+from bench import config, run
+from bench.targets import COMPARE, resolve
 
-RESULTS = Path(run.__file__).resolve().parent / "results.json"
+RESULTS = config.DEFAULT_OUT
 
 TOP_KEYS = {"schema_version", "quick", "machine", "mha", "matmul", "sweep", "method",
             "targets"}
@@ -46,7 +47,7 @@ def check_timing(entry):
 def check_results(data):
     """Schema and internal consistency of one results file."""
     assert set(data) == TOP_KEYS
-    assert data["schema_version"] == run.SCHEMA_VERSION
+    assert data["schema_version"] == config.SCHEMA_VERSION
     assert MACHINE_KEYS <= set(data["machine"])
     assert data["machine"]["command"].startswith("python -m bench.run")
     assert set(data["method"]) >= {"time", "noise", "memory", "peak_extra_bytes"}
@@ -71,7 +72,7 @@ def check_results(data):
     sweep = data["sweep"]
     ts = sweep["config"]["T"]
     assert ts == sorted(ts) and all(t & (t - 1) == 0 for t in ts)  # powers of two
-    assert set(sweep["methods"]) == set(sweep["results"]) == set(run.METHODS)
+    assert set(sweep["methods"]) == set(sweep["results"]) == set(config.METHODS)
     for method, modes in sweep["results"].items():
         assert set(modes) == {"full", "causal"}
         for mode, points in modes.items():
@@ -95,13 +96,13 @@ def check_results(data):
     names = {tg["name"] for tg in data["targets"]}
     assert TARGETS <= names <= TARGETS | TILED_TARGETS
     for tg in data["targets"]:
-        top = run.resolve(data, tg["numerator"])
-        bottom = run.resolve(data, tg["denominator"])
+        top = resolve(data, tg["numerator"])
+        bottom = resolve(data, tg["denominator"])
         if bottom == 0:
             assert tg["ratio"] is None and tg["passed"] is False
             continue
         assert isclose(tg["ratio"], top / bottom), tg["name"]
-        assert tg["passed"] == run.COMPARE[tg["op"]](tg["ratio"], tg["threshold"])
+        assert tg["passed"] == COMPARE[tg["op"]](tg["ratio"], tg["threshold"])
     return data
 
 
@@ -122,7 +123,7 @@ def test_quick_run_writes_a_consistent_json(tmp_path, one_thread):
     assert data["quick"] is True
     assert data["machine"]["torch_threads"] == 1
     assert data["machine"]["command"] == f"python -m bench.run --quick --out {out}"
-    assert data["sweep"]["config"]["T"] == run.QUICK["sweep"]["T"]
+    assert data["sweep"]["config"]["T"] == config.QUICK["sweep"]["T"]
     assert {tg["name"] for tg in data["targets"]} == TARGETS | TILED_TARGETS
     # The memory method measures something real: at the largest T the naive version
     # holds at least its (B, H, T, T) float32 weights, which it returns.
@@ -150,3 +151,22 @@ def test_consistency_check_catches_a_doctored_ratio():
     data["targets"][0]["ratio"] *= 1.01
     with pytest.raises(AssertionError):
         check_results(data)
+
+
+def test_memory_worker_is_its_own_command():
+    """``python -m bench.memory`` reads cases on stdin and prints their peaks: the
+    naive version at T = 64 holds at least its (B, H, T, T) float32 weights."""
+    import subprocess
+    import sys
+
+    cfg = {**config.QUICK["sweep"], "T": [64]}
+    cases = [{"method": "naive", "T": 64, "causal": False},
+             {"method": "sdpa", "T": 64, "causal": True}]
+    proc = subprocess.run([sys.executable, "-m", "bench.memory"], cwd=config.ROOT,
+                          input=json.dumps({"cfg": cfg, "cases": cases}),
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(proc.stdout)
+    assert [{k: r[k] for k in ("method", "T", "causal")} for r in results] == cases
+    assert results[0]["peak_extra_bytes"] >= cfg["B"] * cfg["H"] * 64 * 64 * 4
+    assert all(isinstance(r["resettable"], bool) for r in results)

@@ -10,7 +10,7 @@ TorchDispatchMode (``Allocations``) sees every tensor an aten op returns and, wi
 weak references, when the last tensor on each storage dies, so it knows the peak
 number of bytes of tensor storage alive at once. That is exact for tensors and blind
 to scratch memory inside kernels (BLAS packing buffers), which does not depend on T.
-The benchmark (bench/run.py) measures the process's real peak memory instead.
+The benchmark (bench/memory.py) measures the process's real peak memory instead.
 """
 
 import inspect
@@ -42,7 +42,7 @@ import re
 
 import pytest
 
-from bench.run import ROOT
+from bench.config import ROOT
 from snippets.efficient import KVCache, tiled_attention
 from tests.harness import python_fences
 from tests.pages import numbers, prose, read_page, section, tables
