@@ -209,14 +209,20 @@ def test_shape_labels_match_the_code_for_any_sizes(dims):
         assert shapes[name] == tuple(sizes.get(s, s) for s in letters), name
 
 
-@pytest.mark.parametrize("sizes", [
-    {"T": 3, "d_model": 1, "d_k": 1},
-    {"T": 3, "d_model": 1, "d_k": 1, "d_v": 0},
-    {"T": 3.0, "d_model": 1, "d_k": 1, "d_v": 1},
-    {"T": 3, "d_model": 1, "d_k": 1, "d_v": 1, "B": 2},
+@pytest.mark.parametrize("sizes, pattern", [
+    ({"T": 3, "d_model": 1, "d_k": 1}, r"sizes must be a dict with exactly the keys T, "
+     r"d_model, d_k, d_v, got \{'T': 3, 'd_model': 1, 'd_k': 1\}"),
+    ({"T": 3, "d_model": 1, "d_k": 1, "d_v": 0}, r"sizes\['d_v'\] must be a positive int, "
+     r"got 0"),
+    ({"T": 3.0, "d_model": 1, "d_k": 1, "d_v": 1}, r"sizes\['T'\] must be a positive "
+     r"int, got 3.0"),
+    ({"T": True, "d_model": 1, "d_k": 1, "d_v": 1}, r"sizes\['T'\] must be a positive "
+     r"int, got True"),
+    ({"T": 3, "d_model": 1, "d_k": 1, "d_v": 1, "B": 2}, r"exactly the keys"),
+    ([3, 1, 1, 1], r"sizes must be a dict"),
 ])
-def test_stage_shapes_rejects_bad_sizes(sizes):
-    with pytest.raises(ValueError, match=r"sizes must map each of T, d_model, d_k, d_v"):
+def test_stage_shapes_rejects_bad_sizes(sizes, pattern):
+    with pytest.raises(ValueError, match=pattern):
         stage_shapes(sizes)
 
 

@@ -301,12 +301,12 @@ def test_from_torch_copies_weights_dtype_and_mode():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"batch_first": False}, "m.batch_first is False"),
-        ({"kdim": 4}, "m.kdim=4 and m.vdim=8 must equal m.embed_dim=8"),
-        ({"vdim": 6}, "m.kdim=8 and m.vdim=6 must equal m.embed_dim=8"),
-        ({"add_bias_kv": True}, "add_bias_kv=True"),
-        ({"add_zero_attn": True}, "m.add_zero_attn is True"),
-        ({"dropout": 0.1}, "m.dropout is 0.1"),
+        ({"batch_first": False}, "m.batch_first must be True"),
+        ({"kdim": 4}, "m.kdim and m.vdim must equal m.embed_dim=8 (separate q/k/v projections cannot be copied into the fused qkv_proj), got m.kdim=4 and m.vdim=8"),
+        ({"vdim": 6}, "got m.kdim=8 and m.vdim=6"),
+        ({"add_bias_kv": True}, "m.bias_k must be None"),
+        ({"add_zero_attn": True}, "m.add_zero_attn must be False"),
+        ({"dropout": 0.1}, "m.dropout must be 0.0 (this module has no attention dropout), got 0.1"),
     ],
 )
 def test_from_torch_rejects_unsupported_modules(kwargs, message):
@@ -348,9 +348,13 @@ def test_init_rejects_bad_sizes(embed_dim, num_heads, message):
 @pytest.mark.parametrize(
     "x, message",
     [
-        (torch.zeros(5, 8), "x must be a 3-D tensor of shape (B, T, D), got (5, 8)"),
-        (torch.zeros(1, 2, 5, 8), "got (1, 2, 5, 8)"),
-        ([[[0.0] * 8]], "x must be a 3-D tensor of shape (B, T, D), got list"),
+        (torch.zeros(5, 8), "x must have shape (B, T, embed_dim=8), got shape (5, 8)"),
+        (torch.zeros(1, 2, 5, 8), "got shape (1, 2, 5, 8)"),
+        ([[[0.0] * 8]], "x must be a torch.Tensor of shape (B, T, embed_dim=8), got list"),
+        (torch.zeros(2, 5, 8, dtype=torch.float64),
+         "x must have the dtype of the layer's weights, float32, got float64"),
+        (torch.zeros(2, 5, 8, device="meta"),
+         "x must be on the device of the layer's weights, cpu, got meta"),
         (torch.zeros(2, 5, 6), "x must have shape (B, T, embed_dim=8), got x of shape"),
         (torch.zeros(2, 5, 6), "(2, 5, 6)"),
     ],
@@ -385,8 +389,8 @@ def test_forward_rejects_non_boolean_mask(mask, message, need_weights):
 def test_forward_rejects_mask_that_does_not_broadcast(mask_shape):
     mask = torch.ones(mask_shape, dtype=torch.bool)
     message = (
-        f"mask of shape {mask_shape} cannot broadcast to the attention weights' "
-        "shape (B, H, T, T) = (2, 2, 5, 5) with at least 2 dimensions"
+        "mask must broadcast to the scores' shape (..., T_q, T_k) = (2, 2, 5, 5) with "
+        f"at least 2 dimensions, got shape {mask_shape}"
     )
     with pytest.raises(ValueError, match=re.escape(message)):
         MultiHeadAttention(8, 2)(torch.zeros(2, 5, 8), mask=mask)
@@ -415,7 +419,7 @@ def test_forward_accepts_broadcastable_masks(mask_shape):
 
 def test_forward_rejects_mask_with_is_causal():
     mask = causal(5)
-    message = "mask and is_causal=True were both given; use one"
+    message = "mask must be None when is_causal=True"
     with pytest.raises(ValueError, match=re.escape(message)):
         MultiHeadAttention(8, 2)(torch.zeros(2, 5, 8), mask=mask, is_causal=True)
 

@@ -166,12 +166,12 @@ def test_sinusoidal_positions_break_equivariance_for_every_permutation():
 @pytest.mark.parametrize(
     "args, pattern",
     [
-        ((-1, 4), r"T must be a non-negative integer, got -1"),
-        ((2.0, 4), r"T must be a non-negative integer, got 2.0"),
-        ((True, 4), r"T must be a non-negative integer, got True"),
-        ((3, 5), r"d_model must be a positive even integer.*got 5"),
-        ((3, 0), r"d_model must be a positive even integer.*got 0"),
-        ((3, True), r"d_model must be a positive even integer.*got True"),
+        ((-1, 4), r"T must be a non-negative int, got -1"),
+        ((2.0, 4), r"T must be a non-negative int, got 2.0"),
+        ((True, 4), r"T must be a non-negative int, got True"),
+        ((3, 5), r"d_model must be a positive even int, got 5"),
+        ((3, 0), r"d_model must be a positive even int, got 0"),
+        ((3, True), r"d_model must be a positive even int, got True"),
     ],
 )
 def test_sinusoidal_positions_reject_bad_sizes(args, pattern):
@@ -296,10 +296,12 @@ def test_rope_self_attention_rotates_queries_and_keys_only():
 @pytest.mark.parametrize(
     "x, positions, pattern",
     [
-        (randn(3, 5), None, r"head_dim \(x.shape\[-1\]\) must be a positive even integer.*got 5"),
-        (randn(4), None, r"x must be a float tensor of shape \(..., T, head_dim\), got \(4,\)"),
-        (torch.ones(2, 4, dtype=torch.long), None, r"x must be a float tensor.*got \(2, 4\)"),
-        ([[1.0, 2.0]], None, r"x must be a float tensor.*got list"),
+        (randn(3, 5), None, r"head_dim \(x.shape\[-1\]\) must be a positive even int, got 5"),
+        (randn(4), None, r"x must have shape \(\.\.\., T, head_dim\), got shape \(4,\)"),
+        (torch.ones(2, 4, dtype=torch.long), None, r"x must have dtype float16, .*got int64"),
+        ([[1.0, 2.0]], None, r"x must be a torch.Tensor of shape .*got list"),
+        (randn(3, 4), ["a", "b", "c"], r"positions must be real numbers .*got \['a', 'b', 'c'\]"),
+        (randn(3, 4), [True, False, True], r"positions must be real numbers"),
         (randn(3, 4), [0, 1], r"positions must broadcast to x.shape\[:-1\] = \(3,\), got shape \(2,\)"),
         (randn(3, 4), torch.zeros(2, 3), r"positions must broadcast.*got shape \(2, 3\)"),
     ],

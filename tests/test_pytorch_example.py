@@ -230,8 +230,10 @@ def test_bad_sizes_are_a_clear_value_error(args, pattern):
 @pytest.mark.parametrize(
     "x, pattern",
     [
-        ([[1.0] * 5], r"x must be a torch.Tensor, got list"),
-        (torch.zeros(5), r"x must have shape \(\.\.\., T, d_model\) with d_model=5, got \(5,\)"),
+        ([[1.0] * 5], r"x must be a torch.Tensor of shape \(\.\.\., T, d_model=5\), got list"),
+        (torch.zeros(5), r"x must have shape \(\.\.\., T, d_model=5\), got shape \(5,\)"),
+        (torch.zeros(1, 4, 5).double(), r"x must have the dtype of the layer's weights, "
+         r"float32, got float64"),
         (torch.zeros(1, 4, 6), r"with d_model=5, got \(1, 4, 6\)"),
         (torch.zeros(4, 5, 1), r"with d_model=5, got \(4, 5, 1\)"),
     ],
@@ -245,11 +247,17 @@ def test_bad_input_is_a_clear_value_error(x, pattern):
 @pytest.mark.parametrize(
     "mats, pattern",
     [
-        (("a", randn(5, 5), randn(5, 5)), r"w_q must be a tensor, got str"),
-        ((randn(5, 5), randn(5), randn(5, 5)), r"w_k must have shape \(d_model, d\), got \(5,\)"),
+        (("a", randn(5, 5), randn(5, 5)), r"w_q must be a torch.Tensor of shape "
+         r"\(d_model, d_k\), got str"),
+        ((randn(5, 5), randn(5), randn(5, 5)), r"w_k must have shape \(d_model, d_k\), "
+         r"got shape \(5,\)"),
         ((randn(5, 5), randn(5, 5), randn(1, 5, 5)), r"w_v must have shape.*\(1, 5, 5\)"),
-        ((randn(5, 4), randn(5, 3), randn(5, 5)), r"w_k must have w_q's shape \(5, 4\).*w_k \(5, 3\)"),
-        ((randn(5, 4), randn(5, 4), randn(6, 5)), r"w_v shape \(5, d_v\).*w_v \(6, 5\)"),
+        ((randn(5, 4), randn(5, 3), randn(5, 5)), r"w_k must have shape \(d_model, d_k\) "
+         r"with d_k = 4 as in w_q of shape \(5, 4\), got shape \(5, 3\)"),
+        ((randn(5, 4), randn(5, 4), randn(6, 5)), r"w_v must have shape \(d_model, d_v\) "
+         r"with d_model = 5 as in w_q of shape \(5, 4\), got shape \(6, 5\)"),
+        ((randn(5, 4), randn(5, 4), randn(5, 5).double()), r"w_v must have the dtype of "
+         r"w_q, float32, got float64"),
     ],
 )
 def test_bad_matrices_are_a_clear_value_error(mats, pattern):
@@ -479,9 +487,13 @@ def test_comparison_table(page):
         f"yes: {n_params} parameters, {n_numbers} numbers"
     )
     assert "over 1000 runs" in flat(section(page, "Side by side"))
-    # "a RuntimeError from the matrix product, about mat1 and mat2"
+    # "a RuntimeError from the matrix product, about mat1 and mat2": the article's
+    # recipe multiplies plain tensors (article_attention checks its arguments first)
     x, w_q, w_k, w_v = article_example(torch.Generator().manual_seed(0))
     with pytest.raises(RuntimeError, match="mat1 and mat2"):
+        torch.zeros(1, 4, 6) @ w_q
+    with pytest.raises(ValueError, match=r"w_q must have shape \(d_model, d_k\) with "
+                                         r"d_model = 6 as in x"):
         article_attention(torch.zeros(1, 4, 6), w_q, w_k, w_v)
 
 
