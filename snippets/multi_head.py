@@ -129,7 +129,7 @@ class MultiHeadAttention(nn.Module):
 
         Dtypes: the layer's, float16, bfloat16, float32 or float64 (x must match
         it); within 2e-3 of torch.nn.MultiheadAttention in float16, 2e-2 in
-        bfloat16, 1e-5 in float32 and 1e-12 in float64.
+        bfloat16, 1e-4 in float32 and 1e-12 in float64.
         """
         check_tensor("x", x, f"(B, T, embed_dim={self.embed_dim})")
         check_same(**{"the layer's weights": self.qkv_proj.weight, "x": x})

@@ -210,7 +210,8 @@ def saturation_stats(scores):
 
     Dtypes: float16, bfloat16, float32, float64; the half types are computed in
     float32. Within 1e-3 in float16, 1e-2 in bfloat16, 1e-5 in float32 and 1e-12
-    in float64 (relative) of the same statistics of the same scores in float64.
+    in float64 (relative) of the same statistics of the same scores in float64
+    ("saturated" may differ by a row whose largest weight is within that of 0.99).
     """
     check_shapes(scores=(scores, "(..., T, T)"))
     check_dim("scores", check_values("scores", scores), -1)

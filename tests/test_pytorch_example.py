@@ -545,3 +545,58 @@ def test_every_number_in_the_prose_is_accounted_for(page):
     found = set(numbers(text.replace("%", "")))
     assert found <= checked | by_definition, sorted(found - checked - by_definition)
 
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float16, 1e-3), (torch.bfloat16, 1e-2),
+                                        (torch.float32, 1e-5)])
+def test_saturation_stats_in_each_dtype_match_float64_at_the_stated_accuracy(dtype, tol):
+    """The docstring's claim, on scores far from the 0.99 threshold of "saturated"."""
+    scores = scaled_scores_by_init(num_runs=50)["torch.randn"].to(dtype)  # (50, 4, 4)
+    got, exact = saturation_stats(scores), saturation_stats(scores.double())
+    for key in got:
+        assert math.isclose(got[key], exact[key], rel_tol=tol, abs_tol=tol), key
+
+
+# A refused call changes nothing: the layer, the input, the caller's generator
+
+SELF_ATTENTION_ERRORS = {
+    "x-list": ([[1.0] * 5], {}),
+    "x-width": (torch.zeros(1, 4, 6), {}),
+    "x-dtype": (torch.zeros(1, 4, 5, dtype=torch.float64), {}),
+    "x-device": (torch.zeros(1, 4, 5, device="meta"), {}),
+    "mask-float": (torch.zeros(1, 4, 5), {"mask": torch.zeros(4, 4)}),
+    "mask-and-causal": (torch.zeros(1, 4, 5),
+                        {"mask": torch.ones(4, 4, dtype=torch.bool), "is_causal": True}),
+    "is_causal": (torch.zeros(1, 4, 5), {"is_causal": "no"}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SELF_ATTENTION_ERRORS))
+def test_a_refused_forward_changes_nothing(case):
+    x, kwargs = SELF_ATTENTION_ERRORS[case]
+    layer = seeded_layer(5, 5)
+    state = {k: v.clone() for k, v in layer.state_dict().items()}
+    x_before = x.clone() if isinstance(x, torch.Tensor) else x
+    with pytest.raises(ValueError, match=r" must "):
+        layer(x, **kwargs)
+    assert all(torch.equal(v, state[k]) for k, v in layer.state_dict().items())
+    assert all(p.grad is None for p in layer.parameters())
+    if isinstance(x, torch.Tensor) and x.device.type != "meta":
+        assert torch.equal(x, x_before)
+
+
+@pytest.mark.parametrize("kwargs", [{"seq_len": 0}, {"d_model": 2.0},
+                                    {"weight_scale": float("nan")}, {"generator": 3}])
+def test_a_refused_article_example_draws_nothing(kwargs):
+    generator = torch.Generator().manual_seed(0)
+    state, global_state = generator.get_state(), torch.get_rng_state()
+    with pytest.raises(ValueError, match=r" must "):
+        article_example(**{"generator": generator, **kwargs})
+    assert torch.equal(generator.get_state(), state)
+    assert torch.equal(torch.get_rng_state(), global_state)
+
+
+@pytest.mark.parametrize("args", [(0, 4), (5, True), (5, 4, 3.0), (5, 4, 3, "no")])
+def test_bad_sizes_and_bias_are_refused(args):
+    with pytest.raises(ValueError, match=r"^(d_model|d_k|d_v|bias) must "):
+        SelfAttention(*args)

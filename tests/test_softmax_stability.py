@@ -460,3 +460,33 @@ def test_every_number_in_the_prose_is_one_the_tests_check(page):
         checked |= {x, next_up(x, dtype)}
     unknown = sorted(set(numbers(prose(page))) - checked)
     assert not unknown, f"numbers on the page that no test checks: {unknown}"
+
+
+@pytest.mark.parametrize("call", [
+    lambda g: attention_dropout(torch.ones(2, 2), 1.0, generator=g),
+    lambda g: attention_dropout(torch.ones(2, 2), 0.5, training="yes", generator=g),
+    lambda g: attention_dropout([1.0], 0.5, generator=g),
+    lambda g: dropout_average(torch.ones(2, 2), 0.5, 0, generator=g),
+    lambda g: dropout_average(torch.ones(2, 2), -0.5, 3, generator=g),
+])
+def test_a_refused_dropout_draws_nothing(call):
+    """The generator is the caller's state: a refused call leaves it where it was."""
+    generator = torch.Generator().manual_seed(0)
+    state, global_state = generator.get_state(), torch.get_rng_state()
+    with pytest.raises(ValueError, match=r" must "):
+        call(generator)
+    assert torch.equal(generator.get_state(), state)
+    assert torch.equal(torch.get_rng_state(), global_state)
+
+
+def test_attention_dropout_refuses_a_generator_that_is_not_one():
+    with pytest.raises(ValueError, match=r"generator must be None or a torch.Generator, "
+                                         r"got int"):
+        attention_dropout(torch.ones(2), 0.5, generator=3)
+
+
+def test_overflow_threshold_refuses_other_dtypes():
+    with pytest.raises(ValueError, match=r"dtype must be one of torch.float16, "
+                                         r"torch.bfloat16, torch.float32, torch.float64, "
+                                         r"got torch.int32"):
+        overflow_threshold(torch.int32)
