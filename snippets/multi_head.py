@@ -26,7 +26,7 @@ from snippets.attention import scaled_dot_product_attention
 from snippets.checks import (
     check_flag,
     check_mask,
-    check_same,
+    check_shapes,
     check_size,
     check_tensor,
     check_type,
@@ -131,13 +131,8 @@ class MultiHeadAttention(nn.Module):
         it); within 2e-3 of torch.nn.MultiheadAttention in float16, 2e-2 in
         bfloat16, 1e-4 in float32 and 1e-12 in float64.
         """
-        check_tensor("x", x, f"(B, T, embed_dim={self.embed_dim})")
-        check_same(**{"the layer's weights": self.qkv_proj.weight, "x": x})
-        if x.shape[-1] != self.embed_dim:
-            raise ValueError(
-                f"x must have shape (B, T, embed_dim={self.embed_dim}), "
-                f"got x of shape {tuple(x.shape)}"
-            )
+        weights = self.out_proj.weight  # (D, D): x must match its width, dtype, device
+        check_shapes(**{"the layer's weights": (weights, "(D, D)")}, x=(x, "(B, T, D)"))
         check_flag("need_weights", need_weights)
         batch, seq_len, _ = x.shape  # B, T
         check_mask(mask, (batch, self.num_heads, seq_len, seq_len), is_causal, x.device)

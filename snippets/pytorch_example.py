@@ -30,10 +30,8 @@ from snippets.checks import (
     check_dim,
     check_flag,
     check_number,
-    check_same,
     check_shapes,
     check_size,
-    check_tensor,
     check_type,
     check_values,
 )
@@ -129,13 +127,9 @@ class SelfAttention(nn.Module):
         Dtypes: the layer's, float16, bfloat16, float32 or float64 (x must match
         it); the numbers of nn.Linear in that dtype.
         """
-        check_tensor("x", x, f"(..., T, d_model={self.d_model})")
-        check_same(**{"the layer's weights": self.w_q.weight, "x": x})
-        if x.shape[-1] != self.d_model:
-            raise ValueError(
-                f"x must have shape (..., T, d_model) with d_model={self.d_model}, "
-                f"got {tuple(x.shape)}"
-            )
+        weights = self.w_q.weight  # (d_k, d_model): x must match its width and dtype
+        check_shapes(**{"the layer's weights": (weights, "(d_k, d_model)")},
+                     x=(x, "(..., T, d_model)"))
         q = self.w_q(x)  # (..., T, d_model) @ (d_model, d_k) -> (..., T, d_k)
         k = self.w_k(x)  # (..., T, d_model) @ (d_model, d_k) -> (..., T, d_k)
         v = self.w_v(x)  # (..., T, d_model) @ (d_model, d_v) -> (..., T, d_v)

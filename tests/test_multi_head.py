@@ -348,14 +348,15 @@ def test_init_rejects_bad_sizes(embed_dim, num_heads, message):
 @pytest.mark.parametrize(
     "x, message",
     [
-        (torch.zeros(5, 8), "x must have shape (B, T, embed_dim=8), got shape (5, 8)"),
+        (torch.zeros(5, 8), "x must have shape (B, T, D), got shape (5, 8)"),
         (torch.zeros(1, 2, 5, 8), "got shape (1, 2, 5, 8)"),
-        ([[[0.0] * 8]], "x must be a torch.Tensor of shape (B, T, embed_dim=8), got list"),
+        ([[[0.0] * 8]], "x must be a torch.Tensor of shape (B, T, D), got list"),
         (torch.zeros(2, 5, 8, dtype=torch.float64),
          "x must have the dtype of the layer's weights, float32, got float64"),
         (torch.zeros(2, 5, 8, device="meta"),
          "x must be on the device of the layer's weights, cpu, got meta"),
-        (torch.zeros(2, 5, 6), "x must have shape (B, T, embed_dim=8), got x of shape"),
+        (torch.zeros(2, 5, 6), "x must have shape (B, T, D) with D = 8 as in the layer's "
+                               "weights of shape (8, 8), got shape (2, 5, 6)"),
         (torch.zeros(2, 5, 6), "(2, 5, 6)"),
     ],
 )

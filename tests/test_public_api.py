@@ -38,6 +38,7 @@ import json
 import math
 import pkgutil
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -114,6 +115,20 @@ def test_every_registered_name_is_public():
     assert not stale, f"registered in tests/test_public_api.py but not public: {stale}"
 
 
+def test_a_public_name_without_a_test_is_reported(tmp_path, monkeypatch):
+    """Planted: a module with a new public name, and one with no __all__ at all."""
+    (tmp_path / "planted_model.py").write_text('__all__ = ["generate", "GENERATED"]\n'
+                                               "def generate():\n    return 1\n")
+    (tmp_path / "planted_block.py").write_text("def forward():\n    return 1\n")
+    monkeypatch.setattr(snippets, "__path__", [*snippets.__path__, str(tmp_path)])
+    try:
+        missing = [name for name in public_names() if name not in REGISTRY]
+    finally:
+        for name in ("snippets.planted_model", "snippets.planted_block"):
+            sys.modules.pop(name, None)
+    assert missing == ["planted_block.__all__", "planted_model.generate"]
+
+
 def test_the_figure_pattern_leaves_computing_names_alone():
     assert FIGURE_CODE.search("diagram_svg") and FIGURE_CODE.search("svg_text")
     assert FIGURE_CODE.search("GENERATED") and FIGURE_CODE.search("efficient_plots")
@@ -131,13 +146,12 @@ SETTINGS = settings(max_examples=25, deadline=None,
 
 
 def _tensors(obj):
+    """The tensors and arrays in nested lists, tuples and dicts of arguments."""
     if isinstance(obj, (torch.Tensor, np.ndarray)):
         return [obj]
-    if isinstance(obj, dict):
-        obj = list(obj.values())
-    if isinstance(obj, (list, tuple)):
-        return [t for item in obj for t in _tensors(item)]
-    return []
+    items = obj.values() if isinstance(obj, dict) else obj if isinstance(
+        obj, (list, tuple)) else ()
+    return [found for item in items for found in _tensors(item)]
 
 
 def _same(a, b):
@@ -278,7 +292,7 @@ def dtype_claims(fn):
     supported = {DTYPE_WORDS[w] for w in re.findall(r"\b(b?float\d\d)\b",
                                                     text.split(";")[0])}
     assert supported, f"{fn.__qualname__}: 'Dtypes:' names no dtype: {text}"
-    within = text.partition("within ")[2] or text.partition("Within ")[2]
+    within = text[re.search(r"(?i)\bwithin |$", text).end():]  # from the first "within"
     tol = {DTYPE_WORDS[w]: float(x) for x, w in re.findall(
         r"(\d+(?:\.\d+)?e-\d+)[^,;]*? in (b?float\d\d)\b", within)}
     return supported, tol
@@ -301,6 +315,7 @@ def test_dtype_claims_are_read_from_the_docstrings():
     assert dtype_claims(efficient.decode_step) == dtype_claims(
         attention.scaled_dot_product_attention)
     assert dtype_claims(why_it_matters.influence)[0] == {torch.float32, torch.float64}
+    assert dtype_claims(pytorch_example.saturation_stats)[1][torch.float32] == 1e-5
 
 
 def fails(reference, *args, **kwargs):
@@ -673,14 +688,18 @@ def test_the_five_steps(args, d_k):
         expect(out, weights @ v)
 
 
-@covers("attention.causal_mask")
+@covers("attention.causal_mask", "masks.causal_mask_lower_right")
 @SETTINGS
 @given(t_q=junk_or(size), t_k=junk_or(size),
        device=st.sampled_from([None, "cpu", "meta", "nope"]))
-def test_causal_mask(t_q, t_k, device):
-    out = call(attention.causal_mask, t_q, t_k, device)
-    if out is not REFUSED:
-        expect(out, torch.ones(t_q, t_k, dtype=torch.bool, device=device).tril())
+def test_causal_masks(t_q, t_k, device):
+    """Upper-left (query i sees keys j <= i) and lower-right (j <= i + T_k - T_q)."""
+    for fn, diagonal in ((attention.causal_mask, 0),
+                         (masks.causal_mask_lower_right, "lower-right")):
+        out = call(fn, t_q, t_k, device)
+        if out is not REFUSED:
+            shift = t_k - t_q if diagonal == "lower-right" else 0
+            expect(out, torch.ones(t_q, t_k, dtype=torch.bool, device=device).tril(shift))
 
 
 @covers("attention.SENTENCE", "attention.FEATURES", "attention.LEXICON",
@@ -861,16 +880,6 @@ def test_multi_head_attention(embed_dim, num_heads, bias, dtype, b, t, mask_kind
 # ---------------------------------------------------------------------------------------
 # snippets.masks
 # ---------------------------------------------------------------------------------------
-
-
-@covers("masks.causal_mask_lower_right")
-@SETTINGS
-@given(t_q=junk_or(size), t_k=junk_or(size),
-       device=st.sampled_from([None, "cpu", "meta", "nope"]))
-def test_causal_mask_lower_right(t_q, t_k, device):
-    out = call(masks.causal_mask_lower_right, t_q, t_k, device)
-    if out is not REFUSED:
-        expect(out, torch.ones(t_q, t_k, dtype=torch.bool, device=device).tril(t_k - t_q))
 
 
 @covers("masks.padding_mask")

@@ -230,12 +230,13 @@ def test_bad_sizes_are_a_clear_value_error(args, pattern):
 @pytest.mark.parametrize(
     "x, pattern",
     [
-        ([[1.0] * 5], r"x must be a torch.Tensor of shape \(\.\.\., T, d_model=5\), got list"),
-        (torch.zeros(5), r"x must have shape \(\.\.\., T, d_model=5\), got shape \(5,\)"),
+        ([[1.0] * 5], r"x must be a torch.Tensor of shape \(\.\.\., T, d_model\), got list"),
+        (torch.zeros(5), r"x must have shape \(\.\.\., T, d_model\), got shape \(5,\)"),
         (torch.zeros(1, 4, 5).double(), r"x must have the dtype of the layer's weights, "
          r"float32, got float64"),
-        (torch.zeros(1, 4, 6), r"with d_model=5, got \(1, 4, 6\)"),
-        (torch.zeros(4, 5, 1), r"with d_model=5, got \(4, 5, 1\)"),
+        (torch.zeros(1, 4, 6), r"x must have shape \(\.\.\., T, d_model\) with d_model = 5 "
+         r"as in the layer's weights of shape \(5, 5\), got shape \(1, 4, 6\)"),
+        (torch.zeros(4, 5, 1), r"with d_model = 5 .*got shape \(4, 5, 1\)"),
     ],
 )
 def test_bad_input_is_a_clear_value_error(x, pattern):
