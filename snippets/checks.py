@@ -29,6 +29,7 @@ __all__ = [
     "FLOATS",
     "HALF",
     "check_size",
+    "check_seed",
     "check_flag",
     "check_number",
     "check_type",
@@ -69,12 +70,19 @@ def check_size(name, value, minimum=1, maximum=None, even=False):
     if (isinstance(value, bool) or not isinstance(value, int) or value < minimum
             or (maximum is not None and value > maximum) or (even and value % 2)):
         sign = {0: "non-negative ", 1: "positive "}.get(minimum, "")
-        need = f"{sign}{'even ' if even else ''}int"
+        need = f"{'' if maximum is not None else sign}{'even ' if even else ''}int"
         need = ("an " if need[0] in "aeiou" else "a ") + need
-        need += f" >= {minimum}" if not sign else ""
-        need += f" <= {maximum}" if maximum is not None else ""
+        if maximum is not None:
+            need += f" from {minimum} to {maximum}"
+        elif not sign:
+            need += f" >= {minimum}"
         raise ValueError(f"{name} must be {need}, got {_got(value)}")
     return value
+
+
+def check_seed(name, value):
+    """value, if it can seed a torch.Generator: an int from 0 to 2**63 - 1."""
+    return check_size(name, value, minimum=0, maximum=2**63 - 1)
 
 
 def check_flag(name, value):

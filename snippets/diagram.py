@@ -27,6 +27,7 @@ from snippets.checks import (
     check_flag,
     check_keys,
     check_number,
+    check_seed,
     check_size,
     check_type,
     check_words,
@@ -74,7 +75,7 @@ def stage_shapes(sizes, seed=0):
     check_keys("sizes", sizes, names, exact=True)
     for name in names:
         check_size(f"sizes[{name!r}]", sizes[name])
-    check_size("seed", seed, minimum=0, maximum=2**63 - 1)
+    check_seed("seed", seed)
     T, d_model, d_k, d_v = (sizes[n] for n in names)
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(T, d_model, generator=gen)  # (T, d_model)

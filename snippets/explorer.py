@@ -17,6 +17,7 @@ import torch
 # Outside any section, so that a page can include these modules' sections instead.
 from snippets.attention import LEXICON, handbuilt_attention
 from snippets.checks import (
+    check_seed,
     check_shapes,
     check_size,
     check_type,
@@ -44,7 +45,7 @@ def untrained_layer(d_model=8, num_heads=4, seed=0):
     Seeded inside, in a forked random state, so the result is the same on every
     call and the caller's random numbers are left as they were.
     """
-    check_size("seed", seed, minimum=0, maximum=2**63 - 1)
+    check_seed("seed", seed)
     if check_size("d_model", d_model) % check_size("num_heads", num_heads):
         raise ValueError(f"d_model must be divisible by num_heads, got "
                          f"d_model={d_model} and num_heads={num_heads}")

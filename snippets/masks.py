@@ -26,6 +26,7 @@ from snippets.checks import (
     check_device,
     check_mask,
     check_number,
+    check_seed,
     check_shapes,
     check_size,
     check_tensor,
@@ -165,7 +166,7 @@ def future_leaks(attend, q, k, v, seed=0):
     check_callable("attend", attend)
     check_shapes(q=(q, "(..., T, d)"), k=(k, "(..., T, d)"), v=(v, "(..., T, d_v)"))
     check_values("q", q)
-    check_size("seed", seed, minimum=0, maximum=2**63 - 1)
+    check_seed("seed", seed)
 
     def output(q, k, v):
         out = attend(q, k, v)

@@ -30,6 +30,7 @@ from snippets.checks import (
     check_dim,
     check_flag,
     check_number,
+    check_seed,
     check_shapes,
     check_size,
     check_type,
@@ -163,7 +164,7 @@ def scaled_scores_by_init(num_runs=1000, seq_len=4, d_model=5, seed=0):
     for name, size in (("num_runs", num_runs), ("seq_len", seq_len),
                        ("d_model", d_model)):
         check_size(name, size)
-    check_size("seed", seed, minimum=0, maximum=2**63 - 1)
+    check_seed("seed", seed)
     xs, raw_q, raw_k, lin_q, lin_k = [], [], [], [], []
     with torch.random.fork_rng(), torch.no_grad():
         torch.manual_seed(seed)

@@ -20,6 +20,7 @@ from snippets.checks import (
     HALF,
     as_numbers,
     check_keys,
+    check_seed,
     check_shapes,
     check_size,
     check_tensor,
@@ -59,7 +60,7 @@ def sample_scores(d_k_values, num_keys=16, num_groups=64, queries_per_group=64, 
     check_size("num_keys", num_keys, minimum=2)
     check_size("num_groups", num_groups)
     check_size("queries_per_group", queries_per_group)
-    check_size("seed", seed, minimum=0, maximum=2**63 - 1)
+    check_seed("seed", seed)
     generator = torch.Generator().manual_seed(seed)
     width = max(d_k_values)
     q = torch.randn(num_groups, queries_per_group, width, generator=generator)

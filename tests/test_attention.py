@@ -383,3 +383,42 @@ def test_the_page_shows_the_heatmap_with_numbers_that_match():
     assert f"uniform at {weights[the, 0]:.2f}" in alt
     assert f"darkest at sat ({weights[cat, sat]:.2f})" in alt
     assert "6 by 6" in alt and len(tokens) == 6
+
+
+@pytest.mark.parametrize("args, pattern", [
+    ((-1, 3), r"t_q must be a non-negative int, got -1"),
+    ((2, True), r"t_k must be a non-negative int, got True"),
+    ((2, 3.0), r"t_k must be a non-negative int, got 3.0"),
+    ((2, 3, "nope"), r"device must be None or a device torch can use here"),
+])
+def test_causal_mask_refuses_bad_sizes_and_devices(args, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        causal_mask(*args)
+
+
+def test_a_query_whose_every_score_is_minus_inf_gets_zeros_like_pytorch():
+    """An infinite input can make every score of a row -inf without any mask; torch
+    gives that row zero weights, and so does this function (not a 0/0 NaN)."""
+    q = torch.tensor([[[1.0], [-1.0]]])  # (1, 2, 1)
+    k = torch.tensor([[[-math.inf], [-math.inf]]])  # every score of query 0 is -inf
+    v = torch.tensor([[[1.0], [2.0]]])
+    out, weights = scaled_dot_product_attention(q, k, v)
+    assert torch.equal(out[0, 0], torch.zeros(1)) and torch.equal(weights[0, 0],
+                                                                   torch.zeros(2))
+    torch.testing.assert_close(out[0, 0], F.scaled_dot_product_attention(q, k, v)[0, 0])
+
+
+@pytest.mark.parametrize("call, pattern", [
+    (lambda: project(randn(2, 4), randn(3, 2), randn(3, 2), randn(3, 2)),
+     r"w_q must have shape \(d_model, d_k\) with d_model = 4 as in x"),
+    (lambda: attention_scores(randn(2, 4), randn(3, 5)), r"k must have shape"),
+    (lambda: scale_scores(randn(2, 2), 0), r"d_k must be a positive int, got 0"),
+    (lambda: scale_scores([1.0], 4), r"scores must be a torch.Tensor"),
+    (lambda: attention_weights(torch.tensor(1.0)), r"scores must have shape "
+     r"\(\.\.\., T_k\), got shape \(\)"),
+    (lambda: weighted_sum(randn(2, 3), randn(2, 4)), r"v must have shape "
+     r"\(\.\.\., T_k, d_v\) with T_k = 3 as in weights"),
+])
+def test_the_steps_refuse_bad_input(call, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        call()

@@ -23,6 +23,7 @@ from snippets.checks import (
     check_mask,
     check_number,
     check_same,
+    check_seed,
     check_shapes,
     check_size,
     check_tensor,
@@ -64,9 +65,16 @@ def test_size_bounds_and_parity():
     refused(lambda: check_size("t", -1, minimum=0), "t must be a non-negative int, got -1")
     refused(lambda: check_size("k", 1, minimum=2), "k must be an int >= 2, got 1")
     refused(lambda: check_size("s", 9, minimum=0, maximum=8),
-            "s must be a non-negative int <= 8, got 9")
+            "s must be an int from 0 to 8, got 9")
     assert check_size("d", 4, even=True) == 4
     refused(lambda: check_size("d", 5, even=True), "d must be a positive even int, got 5")
+
+
+def test_a_seed_is_what_a_generator_takes():
+    assert check_seed("seed", 2**63 - 1) == 2**63 - 1
+    torch.Generator().manual_seed(2**63 - 1)
+    refused(lambda: check_seed("seed", -1), "seed must be an int from 0 to "
+            "9223372036854775807, got -1")
 
 
 def test_a_long_value_is_named_by_its_type():

@@ -333,7 +333,7 @@ def test_every_decimal_in_the_prose_is_a_weight_of_the_data(data):
 @pytest.mark.parametrize("call, pattern", [
     (lambda: untrained_layer(8, 3), r"d_model must be divisible by num_heads, got "
      r"d_model=8 and num_heads=3"),
-    (lambda: untrained_layer(8, 4, seed=-1), r"seed must be a non-negative int"),
+    (lambda: untrained_layer(8, 4, seed=-1), r"seed must be an int from 0 to"),
     (lambda: explorer_data({"zebra": "The zebra sat."}),
      r"sentences\['zebra'\]: sentence must be a non-empty list of words from"),
     (lambda: explorer_data({"number": 7}), r"sentences\['number'\]: sentence must be a "

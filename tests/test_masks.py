@@ -475,3 +475,20 @@ def test_check_yourself_numbers():
         *first_upper,  # only key 0
         first_lower[0], first_lower[-1],  # keys 0 to 3
     ]
+
+
+@pytest.mark.parametrize("call, pattern", [
+    (lambda: causal_mask_lower_right(True, 2), r"t_q must be a positive int, got True"),
+    (lambda: causal_mask_lower_right(2, 0), r"t_k must be a positive int, got 0"),
+    (lambda: padding_mask([1], True), r"max_len must be a positive int, got True"),
+    (lambda: naive_masked_softmax(torch.zeros(3), torch.ones(3, dtype=torch.bool), 1e39),
+     r"fill must be a number in \[-3.40282e\+38, 3.40282e\+38\], got 1e\+39"),
+    (lambda: naive_masked_softmax(torch.zeros(3), None), r"mask must be a torch.Tensor"),
+    (lambda: attention_with_inverted_mask(*(torch.zeros(2, 3).half(),) * 3,
+                                          torch.ones(2, 2, dtype=torch.bool)),
+     r"q must have dtype float32 or float64, got float16"),
+    (lambda: future_leaks(3, *(torch.zeros(2, 3),) * 3), r"attend must be a function"),
+])
+def test_masks_refuse_bad_input(call, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        call()

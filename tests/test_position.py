@@ -431,3 +431,27 @@ def test_every_number_in_the_prose_is_one_the_tests_check(page):
     }
     unknown = sorted(set(numbers(prose(page))) - checked)
     assert not unknown, f"numbers on the page that no test checks: {unknown}"
+
+
+@pytest.mark.parametrize("call, pattern", [
+    (lambda: position_angles(torch.arange(3), 5), r"dim must be a positive even int, "
+     r"got 5"),
+    (lambda: position_angles(torch.arange(3), 4, base=0), r"base must be a number in "
+     r"\(0, inf\), got 0"),
+    (lambda: position_angles("abc", 4), r"positions must be real numbers"),
+    (lambda: rope_score(torch.ones(3), torch.ones(3), 1, 0), r"head_dim = q.shape\[0\] "
+     r"must be a positive even int, got 3"),
+    (lambda: rope_score(torch.ones(4), torch.ones(4), 1.5, float("inf")),
+     r"k_pos must be a number in \(-inf, inf\), got inf"),
+    (lambda: permutation_gap(lambda t: t, torch.zeros(1, 3, 2), [0, 1, 1]),
+     r"perm must be a permutation of 0..2"),
+    (lambda: permutation_gap(lambda t: t[..., :1, :], torch.zeros(1, 3, 2), [0, 1, 2]),
+     r"layer's output must have shape \(\.\.\., T, d_v\) with T = 3"),
+])
+def test_positions_refuse_bad_input(call, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        call()
+
+
+def test_permutation_gap_of_no_tokens_is_zero():
+    assert permutation_gap(lambda t: 2 * t, torch.zeros(2, 0, 4), []) == 0.0

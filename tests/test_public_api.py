@@ -403,6 +403,17 @@ def test_check_size(value, minimum, maximum, even):
     assert (out is not REFUSED) == ok and (not ok or out == value)
 
 
+@covers("checks.check_seed")
+@SETTINGS
+@given(value=junk_or(st.integers(-2, 2**64), rate=3) | anything)
+def test_check_seed(value):
+    out = refuses(checks.check_seed, "arg", value)
+    ok = type(value) is int and 0 <= value < 2**63
+    assert (out is not REFUSED) == ok
+    if ok:  # then a generator takes it
+        torch.Generator().manual_seed(value)
+
+
 @covers("checks.check_flag")
 @SETTINGS
 @given(value=junk_or(st.booleans(), rate=3) | anything)

@@ -601,3 +601,11 @@ def test_a_refused_article_example_draws_nothing(kwargs):
 def test_bad_sizes_and_bias_are_refused(args):
     with pytest.raises(ValueError, match=r"^(d_model|d_k|d_v|bias) must "):
         SelfAttention(*args)
+
+
+def test_from_matrices_keeps_the_matrices_dtype():
+    """It used to copy float64 matrices into a float32 layer, silently."""
+    w = torch.randn(5, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    layer = SelfAttention.from_matrices(w, w, w)
+    assert layer.w_q.weight.dtype == torch.float64
+    assert torch.equal(layer.w_q.weight, w.T)

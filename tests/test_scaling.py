@@ -117,7 +117,7 @@ def test_sample_scores_are_dot_products_of_the_first_dk_coordinates():
         ({"d_k_values": 4}, r"d_k_values must be a list of positive ints, got int"),
         ({"d_k_values": (4,), "num_keys": 1}, r"num_keys must be an int >= 2, got 1"),
         ({"d_k_values": (4,), "num_groups": 0}, r"num_groups must be a positive int"),
-        ({"d_k_values": (4,), "seed": -1}, r"seed must be a non-negative int"),
+        ({"d_k_values": (4,), "seed": -1}, r"seed must be an int from 0 to 9223372036854775807, got -1"),
     ],
 )
 def test_sample_scores_rejects_bad_input(kwargs, pattern):

@@ -276,9 +276,9 @@ def test_the_page_states_the_computed_cost():
         (lambda: rnn(torch.zeros(3, 8), torch.zeros(8, 8), torch.zeros(8, 8).double()),
          r"w_h must have the dtype of x, float32, got float64"),
         (lambda: hops(torch.ones(3, 3, dtype=torch.bool), 0, 3),
-         r"target must be a non-negative int <= 2, got 3"),
+         r"target must be an int from 0 to 2, got 3"),
         (lambda: hops(torch.ones(3, 3, dtype=torch.bool), -1, 2),
-         r"source must be a non-negative int <= 2, got -1"),
+         r"source must be an int from 0 to 2, got -1"),
         (lambda: hops(torch.ones(3, 3), 0, 2), r"graph must have dtype bool, got float32"),
         (lambda: hops(torch.ones(3, 2, dtype=torch.bool), 0, 1),
          r"graph must have shape \(T, T\) with T = 3 as in graph"),
@@ -297,3 +297,21 @@ def test_the_page_links_where_the_site_goes_deeper():
     deeper = section(PAGE, "Where the site goes deeper")
     for page in ("efficient.md", "masks.md", "scaling.md"):
         assert f"]({page})" in deeper  # that they resolve, the strict build checks
+
+
+def test_rnn_of_no_tokens_has_no_states():
+    assert rnn(torch.zeros(0, 3), torch.zeros(3, 2), torch.zeros(2, 2)).shape == (0, 2)
+
+
+@pytest.mark.parametrize("call, pattern", [
+    (lambda: dependency_graph(lambda x: x.sum(-1), torch.zeros(3, 2)),
+     r"step's output must have shape \(T, d_out\), got shape \(3,\)"),
+    (lambda: dependency_graph(3, torch.zeros(3, 2)), r"step must be a function, got int"),
+    (lambda: influence(lambda x: x, torch.zeros(3, 2), source=3),
+     r"source must be an int from -3 to 2, got 3"),
+    (lambda: influence(lambda x: x, torch.zeros(3, 2, dtype=torch.float16)),
+     r"x must have dtype float32 or float64, got float16"),
+])
+def test_reach_refuses_bad_input(call, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        call()
