@@ -12,13 +12,24 @@ import math
 import torch
 # --8<-- [end:imports]
 
+# Outside any section: the pages include snippets/checks.py's section instead.
+from snippets.checks import (
+    HALF,
+    check_attention_inputs,
+    check_device,
+    check_shapes,
+    check_size,
+    check_tensor,
+    check_type,
+    check_words,
+)
+
 __all__ = [
     "project",
     "attention_scores",
     "scale_scores",
     "attention_weights",
     "weighted_sum",
-    "check_attention_inputs",
     "causal_mask",
     "scaled_dot_product_attention",
     "SENTENCE",
@@ -38,7 +49,11 @@ def project(x, w_q, w_k, w_v):
 
     x: (..., T, d_model); w_q, w_k: (d_model, d_k); w_v: (d_model, d_v).
     Returns q, k: (..., T, d_k) and v: (..., T, d_v).
+    Dtypes: float16, bfloat16, float32, float64, all four tensors alike; the numbers
+    of torch.matmul in that dtype.
     """
+    check_shapes(x=(x, "(..., T, d_model)"), w_q=(w_q, "(d_model, d_k)"),
+                 w_k=(w_k, "(d_model, d_k)"), w_v=(w_v, "(d_model, d_v)"))
     q = x @ w_q  # (..., T, d_model) @ (d_model, d_k) -> (..., T, d_k)
     k = x @ w_k  # (..., T, d_model) @ (d_model, d_k) -> (..., T, d_k)
     v = x @ w_v  # (..., T, d_model) @ (d_model, d_v) -> (..., T, d_v)
@@ -52,21 +67,33 @@ def attention_scores(q, k):
 
     q: (..., T_q, d_k), k: (..., T_k, d_k) -> scores: (..., T_q, T_k).
     Row i, column j says how well query i matches key j.
+    Dtypes: float16, bfloat16, float32, float64, q and k alike; the numbers of
+    torch.matmul in that dtype (in float16, scores past 65504 overflow to inf).
     """
+    check_shapes(q=(q, "(..., T_q, d_k)"), k=(k, "(..., T_k, d_k)"))
     return q @ k.transpose(-2, -1)  # (..., T_q, d_k) @ (..., d_k, T_k)
 # --8<-- [end:scores]
 
 
 # --8<-- [start:scale]
 def scale_scores(scores, d_k):
-    """Step 3: divide by sqrt(d_k) so the scores' spread does not grow with d_k."""
+    """Step 3: divide by sqrt(d_k) so the scores' spread does not grow with d_k.
+
+    Dtypes: float16, bfloat16, float32, float64; the numbers of torch's division.
+    """
+    check_tensor("scores", scores, "(...)")
+    check_size("d_k", d_k)
     return scores / math.sqrt(d_k)  # same shape: (..., T_q, T_k)
 # --8<-- [end:scale]
 
 
 # --8<-- [start:softmax]
 def attention_weights(scores):
-    """Step 4: softmax over the keys, so each query's weights are >= 0 and sum to 1."""
+    """Step 4: softmax over the keys, so each query's weights are >= 0 and sum to 1.
+
+    Dtypes: float16, bfloat16, float32, float64; the numbers of torch.softmax.
+    """
+    check_tensor("scores", scores, "(..., T_k)")
     return torch.softmax(scores, dim=-1)  # (..., T_q, T_k), rows sum to 1
 # --8<-- [end:softmax]
 
@@ -76,68 +103,12 @@ def weighted_sum(weights, v):
     """Step 5: each output row is the weights' blend of the value rows.
 
     weights: (..., T_q, T_k), v: (..., T_k, d_v) -> output: (..., T_q, d_v).
+    Dtypes: float16, bfloat16, float32, float64, both alike; the numbers of
+    torch.matmul in that dtype.
     """
+    check_shapes(weights=(weights, "(..., T_q, T_k)"), v=(v, "(..., T_k, d_v)"))
     return weights @ v
 # --8<-- [end:weighted-sum]
-
-
-# --8<-- [start:check-inputs]
-def check_attention_inputs(q, k, v, mask=None, is_causal=False):
-    """Raise ValueError, naming the argument and the shapes, for inputs that would
-    otherwise fail deep inside torch or, worse, broadcast into a wrong answer."""
-    for name, t in (("q", q), ("k", k), ("v", v)):
-        if not isinstance(t, torch.Tensor):
-            raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-        if t.dim() < 2:
-            raise ValueError(
-                f"{name} must have shape (..., T, d) with at least 2 dimensions, "
-                f"got shape {tuple(t.shape)}"
-            )
-        if not t.is_floating_point():
-            raise ValueError(f"{name} must be a floating-point tensor, got {t.dtype}")
-    if k.shape[-1] != q.shape[-1]:
-        raise ValueError(
-            f"k must have the same last dimension d_k as q: q has shape "
-            f"{tuple(q.shape)}, so k needs (..., T_k, {q.shape[-1]}), "
-            f"got {tuple(k.shape)}"
-        )
-    if v.shape[-2] != k.shape[-2]:
-        raise ValueError(
-            f"v must have one row per key: k has shape {tuple(k.shape)}, so v needs "
-            f"(..., {k.shape[-2]}, d_v), got {tuple(v.shape)}"
-        )
-    try:
-        batch = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
-    except RuntimeError:
-        raise ValueError(
-            "q, k and v must have broadcastable batch dimensions, got shapes "
-            f"{tuple(q.shape)}, {tuple(k.shape)} and {tuple(v.shape)}"
-        ) from None
-    scores_shape = (*batch, q.shape[-2], k.shape[-2])
-    if mask is None:
-        return
-    if is_causal:
-        raise ValueError(
-            "mask and is_causal=True were both given; pass one of them "
-            "(for a causal mask plus padding, combine them into one boolean mask)"
-        )
-    if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
-        got = mask.dtype if isinstance(mask, torch.Tensor) else type(mask).__name__
-        raise ValueError(
-            f"mask must be a boolean tensor (True = may attend), got {got}; "
-            "convert a 0/1 mask with mask.bool(), and an additive float mask "
-            "with mask == 0"
-        )
-    try:  # the mask may stretch to the scores' shape, never the other way round
-        ok = torch.broadcast_shapes(mask.shape, scores_shape) == scores_shape
-    except RuntimeError:
-        ok = False
-    if not ok:
-        raise ValueError(
-            f"mask of shape {tuple(mask.shape)} cannot broadcast to the scores' "
-            f"shape (..., T_q, T_k) = {scores_shape}"
-        )
-# --8<-- [end:check-inputs]
 
 
 # --8<-- [start:causal-mask]
@@ -145,8 +116,11 @@ def causal_mask(t_q, t_k, device=None):
     """Boolean (T_q, T_k) mask, True where query i may attend to key j (j <= i).
 
     Aligned to the upper left, like ``torch.nn.functional.scaled_dot_product_attention``
-    with ``is_causal=True``.
+    with ``is_causal=True``. t_q, t_k: non-negative ints.
     """
+    check_size("t_q", t_q, minimum=0)
+    check_size("t_k", t_k, minimum=0)
+    device = check_device("device", device)
     return torch.ones(t_q, t_k, dtype=torch.bool, device=device).tril()
 # --8<-- [end:causal-mask]
 
@@ -161,20 +135,30 @@ def scaled_dot_product_attention(q, k, v, mask=None, is_causal=False):
     ``is_causal=True`` lets query i see keys 0..i only.
 
     Returns ``(output, weights)``: output (..., T_q, d_v), weights (..., T_q, T_k).
-    A query that may attend to no key at all gets a row of zero weights and a zero
-    output, which is what PyTorch's function gives, instead of the NaN that a plain
-    softmax over a row of -inf produces.
+    A query that may attend to no key at all (every key masked, or every score
+    -inf) gets a row of zero weights and a zero output, which is what PyTorch's
+    function gives, instead of the NaN that a plain softmax over a row of -inf
+    produces. A NaN in the inputs stays NaN.
+
+    Dtypes: float16, bfloat16, float32, float64, q, k and v alike. float16 and
+    bfloat16 are computed in float32 and rounded once at the end, because q k^T
+    overflows float16 long before the scale brings it back: within 2e-3 of torch's
+    function in float16, 2e-2 in bfloat16, 1e-4 in float32 and 1e-12 in float64.
     """
     check_attention_inputs(q, k, v, mask, is_causal)
+    if q.dtype in HALF:  # compute in float32, round once
+        out, weights = scaled_dot_product_attention(
+            q.float(), k.float(), v.float(), mask, is_causal
+        )
+        return out.to(q.dtype), weights.to(q.dtype)
     if is_causal:
         mask = causal_mask(q.shape[-2], k.shape[-2], device=q.device)
     scores = scale_scores(attention_scores(q, k), q.shape[-1])  # (..., T_q, T_k)
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))  # blocked keys get -inf
     weights = attention_weights(scores)  # (..., T_q, T_k)
-    if mask is not None:
-        no_key = ~mask.any(dim=-1, keepdim=True)  # rows with no allowed key ...
-        weights = weights.masked_fill(no_key, 0.0)  # ... are NaN: make them 0
+    no_key = (scores == float("-inf")).all(dim=-1, keepdim=True)  # rows all -inf ...
+    weights = weights.masked_fill(no_key, 0.0)  # ... are NaN: make them 0
     return weighted_sum(weights, v), weights  # (..., T_q, d_v), (..., T_q, T_k)
 # --8<-- [end:sdpa]
 
@@ -194,8 +178,7 @@ def tokenize(sentence):
     A real tokenizer keeps "The" and "the" apart and makes "." a token of its own;
     here both would only add rows that the hand-built head has nothing to say about.
     """
-    if not isinstance(sentence, str):
-        raise ValueError(f"sentence must be a str, got {type(sentence).__name__}")
+    check_type("sentence", sentence, str)
     words = sentence.lower().translate(str.maketrans("", "", ".,;:!?")).split()
     if not words:
         raise ValueError(f"sentence must contain at least one word, got {sentence!r}")
@@ -220,12 +203,7 @@ LEXICON = {          # noun article verb  prep  animate
 
 def embed(tokens):
     """Look each token up in LEXICON: a list of T words -> x of shape (T, d_model=5)."""
-    unknown = [t for t in tokens if t not in LEXICON]
-    if unknown or not tokens:
-        raise ValueError(
-            f"tokens must be a non-empty list of words from LEXICON "
-            f"({', '.join(LEXICON)}), got {tokens!r}"
-        )
+    check_words("tokens", tokens, LEXICON)
     return torch.tensor([LEXICON[t] for t in tokens])  # (T, 5)
 # --8<-- [end:embeddings]
 
@@ -263,7 +241,7 @@ def handbuilt_head(sentence=SENTENCE):
     Returns (tokens, output, weights): T words, output (T, 5) in FEATURES order
     (each row the weighted average of the features it attended to), weights (T, T).
     """
-    tokens = tokenize(sentence)
+    tokens = check_words("sentence", tokenize(sentence), LEXICON)
     x = embed(tokens)                                # (T, 5)
     q, k, v = project(x, *head_matrices())           # (T, 3), (T, 3), (T, 5)
     output, weights = scaled_dot_product_attention(q, k, v)  # (T, 5), (T, T)

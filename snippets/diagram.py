@@ -22,6 +22,17 @@ from snippets.attention import (
     scale_scores,
     weighted_sum,
 )
+from snippets.checks import (
+    as_numbers,
+    check_choice,
+    check_flag,
+    check_keys,
+    check_number,
+    check_seed,
+    check_size,
+    check_type,
+    check_words,
+)
 from snippets.numerical_example import fmt, softmax_by_hand, worked_example
 
 __all__ = [
@@ -61,13 +72,10 @@ def stage_shapes(sizes, seed=0):
     sizes: {"T": ..., "d_model": ..., "d_k": ..., "d_v": ...}, positive ints.
     """
     names = ("T", "d_model", "d_k", "d_v")
-    if sorted(sizes) != sorted(names) or not all(
-        isinstance(sizes[n], int) and sizes[n] > 0 for n in names
-    ):
-        raise ValueError(
-            f"sizes must map each of {', '.join(names)} to a positive int, "
-            f"got {sizes!r}"
-        )
+    check_keys("sizes", sizes, names, exact=True)
+    for name in names:
+        check_size(f"sizes[{name!r}]", sizes[name])
+    check_seed("seed", seed)
     T, d_model, d_k, d_v = (sizes[n] for n in names)
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(T, d_model, generator=gen)  # (T, d_model)
@@ -103,6 +111,7 @@ def _runs(label):
 
 def plain(label):
     """The characters a reader sees, without the markup: plain("QK^T") == "QKT"."""
+    check_type("label", label, str)
     return "".join(text for text, _ in _runs(label))
 
 
@@ -123,6 +132,8 @@ def svg_text(x, y, label, size=15, anchor="middle", bold=False, color="#1a1a1a")
 def shape_label(name, sizes):
     """The label of an arrow: its shape in letters, then in the example's numbers,
     e.g. "(T, d_{k}) = (3, 1)"."""
+    check_choice("name", name, tuple(SHAPES))
+    check_type("sizes", sizes, dict)
     letters = ", ".join(re.sub(r"_(\w+)", r"_{\1}", str(s)) for s in SHAPES[name])
     numbers = ", ".join(str(sizes.get(s, s)) for s in SHAPES[name])
     return f"({letters}) = ({numbers})"
@@ -155,7 +166,23 @@ def _matrix(left, top, rows):
 
 def box(cx, top, width, title, lines=(), matrices=(), fill="#e8eaf6"):
     """A rounded box centred on cx: a bold title, then either lines of text or
-    matrices side by side, each under its caption. Returns (svg, bottom)."""
+    matrices side by side, each under its caption. Returns (svg, bottom).
+    matrices: (caption, rows) pairs, rows a list of equally long lists of strings.
+    """
+    for name, number in (("cx", cx), ("top", top), ("width", width)):
+        check_number(name, number)
+    check_type("title", title, str)
+    check_type("fill", fill, str)
+    check_words("lines", lines, minimum=0)
+    for i, pair in enumerate(check_type("matrices", matrices, (list, tuple), "a list")):
+        caption, rows = pair if isinstance(pair, tuple) and len(pair) == 2 else (0, 0)
+        if not (isinstance(caption, str) and isinstance(rows, list) and rows and all(
+                check_words(f"matrices[{i}] row", row, minimum=1) is row
+                and len(row) == len(rows[0]) for row in rows)):
+            raise ValueError(
+                f"matrices[{i}] must be a (caption, rows) pair: a str and a non-empty "
+                f"list of equally long lists of str, got {pair!r}"
+            )
     body = top + 30  # below the title
     parts = [svg_text(cx, top + 21, title, size=16, bold=True, color="#1a237e")]
     parts += [svg_text(cx, body + LINE_HEIGHT * (i + 0.7), line)
@@ -181,7 +208,19 @@ def box(cx, top, width, title, lines=(), matrices=(), fill="#e8eaf6"):
 
 def arrow(points, label=(), at=None, head=True):
     """A line through ``points`` (with an arrowhead at the last one unless head is
-    False); the label's lines sit on a white pill centred at ``at``."""
+    False); the label's lines sit on a white pill centred at ``at``.
+    points: at least two (x, y) pairs of finite numbers; at: None or one pair.
+    """
+    check_flag("head", head)
+    check_words("label", label, minimum=0)
+    xy = as_numbers("points", points, torch.float64)  # (N, 2)
+    if xy.ndim != 2 or xy.shape[1] != 2 or len(xy) < 2 or not xy.isfinite().all():
+        raise ValueError(f"points must be at least two (x, y) pairs of finite "
+                         f"numbers, got {points!r}")
+    if at is not None and (as_numbers("at", at, torch.float64).shape != (2,)
+                           or not torch.as_tensor(at).isfinite().all()):
+        raise ValueError(f"at must be None or an (x, y) pair of finite numbers, "
+                         f"got {at!r}")
     path = "M" + " L".join(f"{x:g},{y:g}" for x, y in points)
     marker = ' marker-end="url(#head)"' if head else ""
     parts = [f'<path d="{path}" fill="none" stroke="#455a64" stroke-width="1.8"'

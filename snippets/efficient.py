@@ -5,8 +5,8 @@ T_k keys), d = head dim of queries and keys, d_v = head dim of values. In
 grouped-query attention H_q query heads share H_kv key/value heads, in groups of
 G = H_q / H_kv. "..." is any number of leading (batch, head) dimensions.
 
-The page ``docs/efficient.md`` shows this file one section at a time
-(``input-checks`` holds the argument checks the other sections call):
+The page ``docs/efficient.md`` shows this file one section at a time (the argument
+checks are ``snippets/checks.py``'s, explained on ``docs/attention.md``):
 
 * ``tiled-attention``: exact attention that never builds the (T_q, T_k) score
   matrix. It walks over blocks of queries and keys and keeps a running softmax
@@ -26,6 +26,15 @@ import torch
 
 # Outside any section: a page includes snippets/attention.py's sections instead.
 from snippets.attention import scaled_dot_product_attention
+from snippets.checks import (
+    HALF,
+    check_attention_inputs,
+    check_broadcast,
+    check_same,
+    check_shapes,
+    check_size,
+    check_type,
+)
 
 __all__ = [
     "tiled_attention",
@@ -35,92 +44,12 @@ __all__ = [
 ]
 
 
-# --8<-- [start:input-checks]
-def _shape(t):
-    return tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
-
-
-def _check_tensors(**tensors):
-    """ValueError unless every argument is a floating tensor with at least (T, d)."""
-    for name, t in tensors.items():
-        if not isinstance(t, torch.Tensor) or t.dim() < 2:
-            raise ValueError(
-                f"{name} must be a tensor of shape (..., T, d) with at least 2 "
-                f"dimensions, got {_shape(t)}"
-            )
-        if not t.is_floating_point():
-            raise ValueError(f"{name} must be a floating-point tensor, got {t.dtype}")
-    dtypes = {name: t.dtype for name, t in tensors.items()}
-    if len(set(dtypes.values())) > 1:
-        raise ValueError(f"q, k and v must have one dtype, got {dtypes}")
-
-
-def _check_positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-
-
-def _check_tiled_inputs(q, k, v, block_size):
-    _check_positive_int("block_size", block_size)
-    _check_tensors(q=q, k=k, v=v)
-    if not q.shape[:-2] == k.shape[:-2] == v.shape[:-2]:
-        raise ValueError(
-            "q, k and v must have the same leading (batch, head) dimensions, got "
-            f"shapes {_shape(q)}, {_shape(k)} and {_shape(v)}"
-        )
-    if k.shape[-1] != q.shape[-1]:
-        raise ValueError(
-            f"k must have the same last dimension d as q: q has shape {_shape(q)}, "
-            f"so k needs (..., T_k, {q.shape[-1]}), got {_shape(k)}"
-        )
-    if v.shape[-2] != k.shape[-2]:
-        raise ValueError(
-            f"v must have one row per key: k has shape {_shape(k)}, so v needs "
-            f"(..., {k.shape[-2]}, d_v), got {_shape(v)}"
-        )
-    if k.shape[-2] == 0:
-        raise ValueError(
-            f"k must hold at least one key (T_k >= 1), got shape {_shape(k)}"
-        )
-
-
-def _check_gqa_inputs(q, k, v):
-    _check_tensors(q=q, k=k, v=v)
-    for name, t in (("q", q), ("k", k), ("v", v)):
-        if t.dim() != 4:
-            raise ValueError(
-                f"{name} must have 4 dimensions (B, H, T, d), got {_shape(t)}"
-            )
-    if k.shape[:3] != v.shape[:3]:
-        raise ValueError(
-            "k and v must have the same (B, H_kv, T_k), got shapes "
-            f"{_shape(k)} and {_shape(v)}"
-        )
-    if q.shape[0] != k.shape[0]:
-        raise ValueError(
-            f"q and k must have the same batch size B, got shapes {_shape(q)} "
-            f"and {_shape(k)}"
-        )
-    if q.shape[-1] != k.shape[-1]:
-        raise ValueError(
-            f"k must have the same last dimension d as q: q has shape {_shape(q)}, "
-            f"got k of shape {_shape(k)}"
-        )
-    if q.shape[1] % k.shape[1]:
-        raise ValueError(
-            f"the number of query heads H_q = q.shape[1] = {q.shape[1]} must be a "
-            f"multiple of the number of key/value heads H_kv = k.shape[1] = "
-            f"{k.shape[1]}"
-        )
-# --8<-- [end:input-checks]
-
-
 # --8<-- [start:tiled-attention]
 def tiled_attention(q, k, v, block_size=128, is_causal=False):
     """softmax(q k^T / sqrt(d)) v, computed block by block with an online softmax.
 
-    q: (..., T_q, d), k: (..., T_k, d), v: (..., T_k, d_v) -> (..., T_q, d_v),
-    with the same leading dimensions. The output of
+    q: (..., T_q, d), k: (..., T_k, d), v: (..., T_k, d_v) -> (..., T_q, d_v);
+    leading dimensions broadcast. The output of
     ``snippets.attention.scaled_dot_product_attention`` up to float rounding, but it
     never holds more than one (block_size, block_size) tile of scores per head:
     extra memory O(T * block_size), not O(T_q * T_k).
@@ -148,9 +77,17 @@ def tiled_attention(q, k, v, block_size=128, is_causal=False):
 
     Autograd works, but it keeps every tile for the backward pass, which brings the
     O(T_q * T_k) memory back; FlashAttention recomputes the tiles instead.
+
+    Dtypes: float16, bfloat16, float32, float64, q, k and v alike; float16 and
+    bfloat16 are computed in float32 and rounded once. Within 2e-3 of torch's
+    function in float16, 2e-2 in bfloat16, 1e-4 in float32 and 1e-12 in float64.
     """
-    _check_tiled_inputs(q, k, v, block_size)
-    *batch, t_q, d = q.shape  # (..., T_q, d)
+    batch = check_attention_inputs(q, k, v, is_causal=is_causal)  # leading dims
+    check_size("block_size", block_size)
+    if q.dtype in HALF:  # compute in float32, round once
+        return tiled_attention(q.float(), k.float(), v.float(), block_size,
+                               is_causal).to(q.dtype)
+    t_q, d = q.shape[-2:]  # T_q, d
     t_k, d_v = k.shape[-2], v.shape[-1]
     scale = 1.0 / math.sqrt(d)
     out = q.new_empty(*batch, t_q, d_v)  # (..., T_q, d_v), filled block by block
@@ -169,12 +106,14 @@ def tiled_attention(q, k, v, block_size=128, is_causal=False):
                 cols = torch.arange(k0, k1, device=q.device)  # (Bk,)
                 s.masked_fill_(cols > rows, -math.inf)  # (..., Bq, Bk): key j > i
             m_new = torch.maximum(m, s.amax(dim=-1, keepdim=True))  # (..., Bq, 1)
-            p = torch.exp_(s - m_new)  # (..., Bq, Bk), every entry in [0, 1]
-            rescale = torch.exp(m - m_new)  # (..., Bq, 1): 0 on the first tile
+            shift = m_new.masked_fill(m_new == -math.inf, 0.0)  # no -inf - (-inf)
+            p = torch.exp_(s - shift)  # (..., Bq, Bk), every entry in [0, 1]
+            rescale = torch.exp(m - shift)  # (..., Bq, 1): 0 on the first tile
             l = l * rescale + p.sum(dim=-1, keepdim=True)  # (..., Bq, 1)
             acc = acc * rescale + p @ v[..., k0:k1, :]  # (..., Bq, d_v)
             m = m_new
-        out[..., q0:q1, :] = acc / l  # (..., Bq, d_v); l >= 1: the top score adds 1
+        # (..., Bq, d_v); l >= 1 (the top score adds 1) unless every score was -inf:
+        out[..., q0:q1, :] = acc / l.masked_fill(l == 0, 1.0)  # then acc = 0 v, l = 1
     return out
 # --8<-- [end:tiled-attention]
 
@@ -192,11 +131,13 @@ class KVCache:
     O(n) rows in total; ``torch.cat`` on every step would copy O(n^2). The returned
     tensors are views of that storage. Later appends only write rows past their end
     (or into new storage), so tensors handed out earlier keep their values; do not
-    write into them.
+    write into them. An append that raises stores nothing.
+
+    Dtypes: float16, bfloat16, float32, float64; the values are stored as given.
     """
 
     def __init__(self, capacity=16):
-        _check_positive_int("capacity", capacity)
+        check_size("capacity", capacity)
         self.capacity = capacity  # rows allocated at the first append
         self._k = None  # (..., capacity, d) once the first append arrives
         self._v = None  # (..., capacity, d_v)
@@ -207,7 +148,7 @@ class KVCache:
 
     def append(self, k_new, v_new):
         """Store k_new (..., T_new, d), v_new (..., T_new, d_v); return k_all, v_all."""
-        self._check(k_new, v_new)
+        self.check(k_new, v_new)
         start, end = self._len, self._len + k_new.shape[-2]
         if self._k is None or end > self._k.shape[-2]:
             self._grow(k_new, v_new, end)
@@ -220,35 +161,33 @@ class KVCache:
     def _grow(self, k_new, v_new, needed):
         rows = self.capacity if self._k is None else 2 * self.capacity  # doubling
         rows = max(rows, needed)  # a long prompt may need more than double
-        k = k_new.new_empty(*k_new.shape[:-2], rows, k_new.shape[-1])  # (..., R, d)
-        v = v_new.new_empty(*v_new.shape[:-2], rows, v_new.shape[-1])  # (..., R, d_v)
+        batch = torch.broadcast_shapes(k_new.shape[:-2], v_new.shape[:-2])  # (...)
+        k = k_new.new_empty(*batch, rows, k_new.shape[-1])  # (..., R, d)
+        v = v_new.new_empty(*batch, rows, v_new.shape[-1])  # (..., R, d_v)
         if self._k is not None:
             k[..., : self._len, :] = self._k[..., : self._len, :]  # keep what we had
             v[..., : self._len, :] = self._v[..., : self._len, :]
         self._k, self._v, self.capacity = k, v, rows
 
-    def _check(self, k_new, v_new):
-        _check_tensors(k_new=k_new, v_new=v_new)
-        if k_new.shape[:-1] != v_new.shape[:-1]:
-            raise ValueError(
-                "k_new and v_new must have the same shape except the last dimension, "
-                f"(..., T_new, d) and (..., T_new, d_v), got {_shape(k_new)} and "
-                f"{_shape(v_new)}"
-            )
+    def check(self, k_new, v_new):
+        """Raise ValueError for what ``append(k_new, v_new)`` must refuse, before
+        anything is stored; return the shape (..., T, d) k_all would have."""
+        batch = check_shapes(k_new=(k_new, "(..., T_new, d)"),
+                             v_new=(v_new, "(..., T_new, d_v)"))
         if self._k is None:
-            return
-        want_k = (*self._k.shape[:-2], k_new.shape[-2], self._k.shape[-1])
-        want_v = (*self._v.shape[:-2], v_new.shape[-2], self._v.shape[-1])
-        if tuple(k_new.shape) != want_k or tuple(v_new.shape) != want_v:
+            return (*batch, k_new.shape[-2], k_new.shape[-1])
+        check_same(**{"the cached keys": self._k, "k_new": k_new})
+        cached = tuple(self._k.shape[:-2])  # new tokens broadcast to it, not it to them
+        d, d_v = self._k.shape[-1], self._v.shape[-1]
+        want = f"(..., T_new, {d}) and (..., T_new, {d_v})"
+        if (check_broadcast(k_new=batch, cache=cached) != cached
+                or (k_new.shape[-1], v_new.shape[-1]) != (d, d_v)):
             raise ValueError(
-                f"k_new and v_new must match the cached tokens: need shapes {want_k} "
-                f"and {want_v}, got {_shape(k_new)} and {_shape(v_new)}"
+                f"k_new and v_new must fit the cache: shapes {want} with leading "
+                f"dimensions that broadcast to {cached}, got {tuple(k_new.shape)} "
+                f"and {tuple(v_new.shape)}"
             )
-        if k_new.dtype != self._k.dtype:
-            raise ValueError(
-                f"k_new and v_new must have the cache's dtype {self._k.dtype}, "
-                f"got {k_new.dtype}"
-            )
+        return (*cached, self._len + k_new.shape[-2], k_new.shape[-1])
 # --8<-- [end:kv-cache]
 
 
@@ -262,13 +201,18 @@ def decode_step(cache, q_new, k_new, v_new):
     same rows causal attention over the whole sequence would give it, without
     recomputing the keys and values of the old tokens. T_new = 1 is the usual
     decoding step; a longer first call fills the cache with the prompt ("prefill").
+    Every argument is checked before anything is stored: a call that raises leaves
+    the cache as it was, so it can be retried.
+
+    Dtypes: those of ``scaled_dot_product_attention`` (half types computed in
+    float32), with its accuracy.
     """
-    _check_tensors(q_new=q_new)
-    if q_new.shape[:-1] != k_new.shape[:-1]:
-        raise ValueError(
-            "q_new must have the same shape as k_new except the last dimension, "
-            f"got {_shape(q_new)} and {_shape(k_new)}"
-        )
+    check_type("cache", cache, KVCache)
+    check_shapes(q_new=(q_new, "(..., T_new, d)"), k_new=(k_new, "(..., T_new, d)"),
+                 v_new=(v_new, "(..., T_new, d_v)"))  # the new tokens on their own ...
+    check_size("d = q_new.shape[-1]", q_new.shape[-1])  # the scores divide by sqrt(d)
+    k_all_shape = cache.check(k_new, v_new)  # ... and with the cached ones
+    check_broadcast(q_new=q_new.shape[:-2], cache=k_all_shape[:-2])
     k_all, v_all = cache.append(k_new, v_new)  # (..., T, d), (..., T, d_v)
     t_new, t = q_new.shape[-2], k_all.shape[-2]
     # Causal, aligned to the lower right: new token i may see keys j <= t - t_new + i
@@ -293,22 +237,41 @@ def grouped_query_attention(q, k, v, is_causal=False):
     times. Broadcasting q (B, H_kv, G, T_q, d) against k (B, H_kv, 1, T_k, d) in a
     matmul would do just that: torch expands k to G copies and makes them contiguous.
     Instead the G query heads of a group are stacked as G * T_q rows of one matrix,
-    so each KV head meets all its queries in one plain batched matmul.
+    so each KV head meets all its queries in one plain batched matmul. B stands for
+    any leading (batch) dimensions, which broadcast.
+
+    Dtypes: float16, bfloat16, float32, float64, q, k and v alike; float16 and
+    bfloat16 are computed in float32 and rounded once. Within 2e-3 of torch's
+    function in float16, 2e-2 in bfloat16, 1e-4 in float32 and 1e-12 in float64.
     """
-    _check_gqa_inputs(q, k, v)
-    b, h_q, t_q, d = q.shape  # B, H_q, T_q, d
-    h_kv, t_k = k.shape[1], k.shape[2]  # H_kv, T_k
+    check_shapes(q=(q, "(..., H_q, T_q, d)"), k=(k, "(..., H_kv, T_k, d)"),
+                 v=(v, "(..., H_kv, T_k, d_v)"))
+    h_q, h_kv = q.shape[-3], k.shape[-3]
+    if h_kv == 0 or h_q % h_kv:
+        raise ValueError(
+            f"q must have a multiple of H_kv = k.shape[-3] = {h_kv} >= 1 query heads, "
+            f"got q of shape {tuple(q.shape)} and k of shape {tuple(k.shape)}"
+        )
     g = h_q // h_kv  # G query heads per KV head
-    q = q.reshape(b, h_kv, g, t_q, d)  # (B, H_kv, G, T_q, d): query heads by group
-    q = q.reshape(b, h_kv, g * t_q, d)  # (B, H_kv, G*T_q, d): one matrix per KV head
+    # the rules of attention, per group: (B, H_kv, G, T_q, d) against (B, H_kv, 1, ...)
+    check_attention_inputs(q.unflatten(-3, (h_kv, g)), k.unsqueeze(-3),
+                           v.unsqueeze(-3), is_causal=is_causal)
+    if q.dtype in HALF:  # compute in float32, round once
+        return grouped_query_attention(q.float(), k.float(), v.float(),
+                                       is_causal).to(q.dtype)
+    t_q, d, t_k = q.shape[-2], q.shape[-1], k.shape[-2]  # T_q, d, T_k
+    q = q.unflatten(-3, (h_kv, g))  # (B, H_kv, G, T_q, d): query heads by group
+    q = q.flatten(-3, -2)  # (B, H_kv, G*T_q, d): one matrix per KV head
     q = q / math.sqrt(d)  # (B, H_kv, G*T_q, d): scale q, it is smaller than scores
     scores = q @ k.transpose(-2, -1)  # (B, H_kv, G*T_q, T_k), no copy of k
     if is_causal:
         mask = torch.ones(t_q, t_k, dtype=torch.bool, device=q.device).tril()
-        scores = scores.view(b, h_kv, g, t_q, t_k)  # (B, H_kv, G, T_q, T_k)
+        scores = scores.unflatten(-2, (g, t_q))  # (B, H_kv, G, T_q, T_k)
         scores = scores.masked_fill(~mask, -math.inf)  # (T_q, T_k) broadcasts over G
-        scores = scores.view(b, h_kv, g * t_q, t_k)  # (B, H_kv, G*T_q, T_k)
+        scores = scores.flatten(-3, -2)  # (B, H_kv, G*T_q, T_k)
     weights = torch.softmax(scores, dim=-1)  # (B, H_kv, G*T_q, T_k)
+    no_key = (scores == -math.inf).all(dim=-1, keepdim=True)  # rows all -inf ...
+    weights = weights.masked_fill(no_key, 0.0)  # ... are NaN: make them 0, as torch
     out = weights @ v  # (B, H_kv, G*T_q, d_v)
-    return out.view(b, h_q, t_q, v.shape[-1])  # (B, H_q, T_q, d_v)
+    return out.unflatten(-2, (g, t_q)).flatten(-4, -3)  # (B, H_q, T_q, d_v)
 # --8<-- [end:grouped-query-attention]

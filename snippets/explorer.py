@@ -16,6 +16,14 @@ import torch
 
 # Outside any section, so that a page can include these modules' sections instead.
 from snippets.attention import LEXICON, handbuilt_attention
+from snippets.checks import (
+    check_seed,
+    check_shapes,
+    check_size,
+    check_type,
+    check_values,
+    check_words,
+)
 from snippets.multi_head import MultiHeadAttention
 
 __all__ = [
@@ -36,6 +44,10 @@ def untrained_layer(d_model=8, num_heads=4, seed=0):
     Seeded inside, in a forked random state, so the result is the same on every
     call and the caller's random numbers are left as they were.
     """
+    check_seed("seed", seed)
+    if check_size("d_model", d_model) % check_size("num_heads", num_heads):
+        raise ValueError(f"d_model must be divisible by num_heads, got "
+                         f"d_model={d_model} and num_heads={num_heads}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         layer = MultiHeadAttention(d_model, num_heads)
@@ -45,13 +57,8 @@ def untrained_layer(d_model=8, num_heads=4, seed=0):
 
 def untrained_head_weights(tokens, d_model=8, num_heads=4, seed=0):
     """Each head's attention weights over ``tokens``: (H, T, T), rows sum to 1."""
+    check_words("tokens", tokens, LEXICON)
     layer, table = untrained_layer(d_model, num_heads, seed)
-    unknown = [t for t in tokens if t not in table]
-    if unknown or not tokens:
-        raise ValueError(
-            f"tokens must be a non-empty list of words from LEXICON "
-            f"({', '.join(table)}), got {tokens!r}"
-        )
     x = torch.stack([table[t] for t in tokens]).unsqueeze(0)  # (1, T, D)
     with torch.no_grad():
         _, weights = layer(x, need_weights=True)  # (1, H, T, T)
@@ -62,6 +69,8 @@ def untrained_head_weights(tokens, d_model=8, num_heads=4, seed=0):
 # --8<-- [start:explorer-data]
 def rounded(weights):
     """A (T, T) tensor as T lists of T floats, each rounded to 4 decimals."""
+    check_shapes(weights=(weights, "(T, T)"))
+    check_values("weights", weights)
     return [[round(w, 4) for w in row] for row in weights.tolist()]
 
 
@@ -74,9 +83,13 @@ EXPLORER_SENTENCES = {  # id -> sentence; the explorer can show each of them
 def explorer_data(sentences=EXPLORER_SENTENCES, d_model=8, num_heads=4, seed=0):
     """What the explorer shows: for each sentence, its tokens and the (T, T)
     weights of every head, as lists of floats rounded to 4 decimals."""
+    check_type("sentences", sentences, dict, "a dict of id -> sentence")
     found = []
     for sentence_id, sentence in sentences.items():
-        tokens, weights = handbuilt_attention(sentence)  # T words, (T, T)
+        try:
+            tokens, weights = handbuilt_attention(sentence)  # T words, (T, T)
+        except ValueError as err:  # say which sentence it was
+            raise ValueError(f"sentences[{sentence_id!r}]: {err}") from None
         heads = [{
             "name": "hand-built head",
             "note": "Every weight matrix chosen by hand (see the home page).",

@@ -19,6 +19,19 @@ from snippets.attention import (
     scale_scores,
     weighted_sum,
 )
+from snippets.checks import (
+    as_numbers,
+    check_attention_inputs,
+    check_callable,
+    check_device,
+    check_mask,
+    check_number,
+    check_seed,
+    check_shapes,
+    check_size,
+    check_tensor,
+    check_values,
+)
 
 __all__ = [
     "causal_mask_lower_right",
@@ -37,11 +50,11 @@ def causal_mask_lower_right(t_q, t_k, device=None):
     The last query lines up with the last key, which is what decoding with a KV cache
     needs: the T_q new tokens are the last T_q of the T_k tokens seen so far. When
     T_q == T_k it equals the upper-left mask of ``causal_mask``; when T_q > T_k the
-    first T_q - T_k queries may attend to no key at all.
+    first T_q - T_k queries may attend to no key at all. t_q, t_k: positive ints.
     """
-    for name, size in (("t_q", t_q), ("t_k", t_k)):
-        if not isinstance(size, int) or size < 1:
-            raise ValueError(f"{name} must be a positive int, got {size!r}")
+    check_size("t_q", t_q)
+    check_size("t_k", t_k)
+    device = check_device("device", device)
     ones = torch.ones(t_q, t_k, dtype=torch.bool, device=device)  # (T_q, T_k)
     return ones.tril(diagonal=t_k - t_q)  # keep j <= i + (T_k - T_q)
 # --8<-- [end:lower-right-causal-mask]
@@ -57,14 +70,10 @@ def padding_mask(lengths, max_len):
     (B, H, T_q, T_k), add one more: ``padding_mask(lengths, max_len)[:, None]`` is
     (B, 1, 1, max_len).
     """
-    if not isinstance(max_len, int) or max_len < 1:
-        raise ValueError(f"max_len must be a positive int, got {max_len!r}")
-    lengths = torch.as_tensor(lengths)
-    if lengths.dim() != 1 or lengths.dtype not in (torch.int32, torch.int64):
-        raise ValueError(
-            "lengths must be a 1-D sequence of ints, one per batch element, got "
-            f"{lengths.dtype} of shape {tuple(lengths.shape)}"
-        )
+    check_size("max_len", max_len)
+    lengths = as_numbers("lengths", lengths, None)
+    check_tensor("lengths", check_values("lengths", lengths), "(B,)",
+                 dtypes=(torch.int8, torch.int16, torch.int32, torch.int64))
     if ((lengths < 0) | (lengths > max_len)).any():
         raise ValueError(
             f"lengths must be between 0 and max_len={max_len}, "
@@ -84,20 +93,9 @@ def combine_masks(*masks):
     mask and a key padding (B, 1, T) mask combine into one (B, T, T) mask.
     """
     if not masks:
-        raise ValueError("combine_masks needs at least one mask, got none")
-    for i, mask in enumerate(masks):
-        if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
-            got = mask.dtype if isinstance(mask, torch.Tensor) else type(mask).__name__
-            raise ValueError(
-                f"masks[{i}] must be a boolean tensor (True = may attend), got {got}"
-            )
-    try:
-        torch.broadcast_shapes(*(mask.shape for mask in masks))
-    except RuntimeError:
-        shapes = ", ".join(str(tuple(mask.shape)) for mask in masks)
-        raise ValueError(
-            f"masks must broadcast together, got shapes {shapes}"
-        ) from None
+        raise ValueError("masks must be at least one mask, got none")
+    check_shapes(dtypes=(torch.bool,), **{f"masks[{i}]": (mask, "(...)")
+                                          for i, mask in enumerate(masks)})
     combined = masks[0]
     for mask in masks[1:]:
         combined = combined & mask  # broadcasts, e.g. (T, T) & (B, 1, T) -> (B, T, T)
@@ -114,7 +112,13 @@ def attention_with_inverted_mask(q, k, v, mask):
     attend" it blocks exactly the keys the query should see and opens the rest: with
     a causal mask, every query looks only at the future, and the last query, which
     may see everything, sees nothing (a row of NaN).
+
+    Dtypes: float32, float64, q, k and v alike (it shows a bug; nothing else is
+    wrong in it: the numbers of the same torch operations).
     """
+    check_tensor("mask", mask, "(..., T_q, T_k)", dtypes=(torch.bool,))
+    check_attention_inputs(q, k, v, mask)
+    check_tensor("q", q, "(..., T_q, d_k)", dtypes=(torch.float32, torch.float64))
     scores = scale_scores(attention_scores(q, k), q.shape[-1])  # (..., T_q, T_k)
     scores = scores.masked_fill(mask, float("-inf"))  # BUG: mask says "may attend"
     weights = attention_weights(scores)  # (..., T_q, T_k)
@@ -126,10 +130,21 @@ def attention_with_inverted_mask(q, k, v, mask):
 def naive_masked_softmax(scores, mask, fill=float("-inf")):
     """Softmax over the keys, after writing ``fill`` where ``mask`` is False.
 
+    scores: (..., T_k), one row or (..., T_q, T_k); mask: boolean, broadcast to it.
     The textbook version, with no guard: a row in which every key is blocked is all
     ``fill``, and with ``fill = -inf`` its softmax is 0 / 0 = NaN. A finite ``fill``
     such as -1e9 avoids the NaN but spreads such a row evenly over the blocked keys.
+
+    Dtypes: float16, bfloat16, float32, float64; the numbers of torch.softmax, and
+    ``fill`` must fit the dtype (or be -inf or inf).
     """
+    check_tensor("scores", scores, "(..., T_k)")
+    check_tensor("mask", mask, "(...)", dtypes=None)  # a tensor, not None
+    check_mask(mask, scores.shape, device=scores.device)
+    inf = float("inf")  # fill must fit the dtype, or be -inf or inf
+    if check_number("fill", fill, -inf, inf, False, False) not in (-inf, inf):
+        top = torch.finfo(scores.dtype).max
+        check_number("fill", fill, -top, top, False, False)
     scores = scores.masked_fill(~mask, fill)  # (..., T_q, T_k)
     return torch.softmax(scores, dim=-1)  # (..., T_q, T_k)
 # --8<-- [end:naive-masked-softmax]
@@ -144,16 +159,21 @@ def future_leaks(attend, q, k, v, seed=0):
     t, the rows of q, k and v after t are replaced by fresh random values (seeded);
     a causal attention must give row t exactly as before. Returns the list of t whose
     output row changed: [] means no peeking. NaN compared with NaN counts as equal.
+
+    Dtypes: float16, bfloat16, float32, float64, q, k and v alike (and attend's
+    output); rows count as equal within 1e-6.
     """
-    if q.shape[-2] != k.shape[-2]:
-        raise ValueError(
-            f"q and k must hold the same T tokens: q has shape {tuple(q.shape)}, "
-            f"k has shape {tuple(k.shape)}"
-        )
+    check_callable("attend", attend)
+    check_shapes(q=(q, "(..., T, d)"), k=(k, "(..., T, d)"), v=(v, "(..., T, d_v)"))
+    check_values("q", q)
+    check_seed("seed", seed)
 
     def output(q, k, v):
         out = attend(q, k, v)
-        return out[0] if isinstance(out, tuple) else out  # (..., T, d_v)
+        out = out[0] if isinstance(out, tuple) and out else out  # (..., T, d_v)
+        check_shapes(q=(q, "(..., T, d)"),
+                     **{"attend's output": (out, "(..., T, d_v)")})
+        return out
 
     generator = torch.Generator().manual_seed(seed)
     before = output(q, k, v)  # (..., T, d_v)

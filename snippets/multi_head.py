@@ -23,6 +23,14 @@ from torch import nn
 # --8<-- [end:imports]
 
 from snippets.attention import scaled_dot_product_attention
+from snippets.checks import (
+    check_flag,
+    check_mask,
+    check_shapes,
+    check_size,
+    check_tensor,
+    check_type,
+)
 
 __all__ = ["split_heads", "merge_heads", "MultiHeadAttention"]
 
@@ -34,7 +42,10 @@ def split_heads(x, num_heads):
     Head h gets features ``h * Dh`` to ``(h + 1) * Dh - 1``. Moving H in front of T
     makes the heads look like extra batch dimensions, so one batched matmul runs
     attention in all of them at once. Both steps are views: nothing is copied.
+    Dtypes: any (a view does no arithmetic).
     """
+    check_tensor("x", x, "(B, T, D)", dtypes=None)
+    check_size("num_heads", num_heads)
     batch, seq_len, embed_dim = x.shape  # B, T, D
     if embed_dim % num_heads:
         raise ValueError(
@@ -53,63 +64,13 @@ def merge_heads(x):
 
     Row t of the result is head 0's output for token t, then head 1's, and so on,
     which is the layout the output projection expects.
+    Dtypes: any (no arithmetic).
     """
+    check_tensor("x", x, "(B, H, T, Dh)", dtypes=None)
     batch, num_heads, seq_len, head_dim = x.shape  # B, H, T, Dh
     x = x.transpose(1, 2)  # (B, T, H, Dh)
     return x.reshape(batch, seq_len, num_heads * head_dim)  # (B, T, D)
 # --8<-- [end:merge-heads]
-
-
-# --8<-- [start:input-checks]
-def _check_init_args(embed_dim, num_heads):
-    for name, value in (("embed_dim", embed_dim), ("num_heads", num_heads)):
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
-    if embed_dim % num_heads:
-        raise ValueError(
-            f"embed_dim must be divisible by num_heads, so that every head gets "
-            f"head_dim = embed_dim / num_heads features; got embed_dim={embed_dim} "
-            f"and num_heads={num_heads}"
-        )
-
-
-def _check_forward_args(x, mask, is_causal, embed_dim, num_heads):
-    if not isinstance(x, torch.Tensor) or x.dim() != 3:
-        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(f"x must be a 3-D tensor of shape (B, T, D), got {got}")
-    if x.shape[-1] != embed_dim:
-        raise ValueError(
-            f"x must have shape (B, T, embed_dim={embed_dim}), "
-            f"got x of shape {tuple(x.shape)}"
-        )
-    if mask is None:
-        return
-    if is_causal:
-        raise ValueError(
-            "mask and is_causal=True were both given; use one: is_causal=True alone "
-            "for a causal mask, or only mask, with the causal pattern folded in "
-            "(mask & torch.ones(T, T, dtype=torch.bool).tril()) to combine the two"
-        )
-    if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
-        got = mask.dtype if isinstance(mask, torch.Tensor) else type(mask).__name__
-        raise ValueError(
-            f"mask must be a boolean tensor (True = may attend), got {got}; "
-            "convert a 0/1 mask with mask.bool() and an additive float mask "
-            "(0 / -inf) with mask == 0"
-        )
-    batch, seq_len, _ = x.shape
-    target = (batch, num_heads, seq_len, seq_len)  # (B, H, T, T)
-    try:  # F.scaled_dot_product_attention also needs at least the (T, T) dims
-        fits = mask.dim() >= 2 and torch.broadcast_shapes(mask.shape, target) == target
-    except RuntimeError:
-        fits = False
-    if not fits:
-        raise ValueError(
-            f"mask of shape {tuple(mask.shape)} cannot broadcast to the attention "
-            f"weights' shape (B, H, T, T) = {target} with at least 2 dimensions; "
-            "e.g. use (B, 1, 1, T) for key padding or (T, T) for a pattern"
-        )
-# --8<-- [end:input-checks]
 
 
 # --8<-- [start:multihead-module]
@@ -125,7 +86,15 @@ class MultiHeadAttention(nn.Module):
     # --8<-- [start:multihead-init]
     def __init__(self, embed_dim, num_heads, bias=True):
         super().__init__()
-        _check_init_args(embed_dim, num_heads)
+        check_size("embed_dim", embed_dim)
+        check_size("num_heads", num_heads)
+        check_flag("bias", bias)
+        if embed_dim % num_heads:
+            raise ValueError(
+                f"embed_dim must be divisible by num_heads, so that every head gets "
+                f"head_dim = embed_dim / num_heads features; got embed_dim={embed_dim} "
+                f"and num_heads={num_heads}"
+            )
         self.embed_dim = embed_dim  # D
         self.num_heads = num_heads  # H
         self.head_dim = embed_dim // num_heads  # Dh
@@ -157,8 +126,16 @@ class MultiHeadAttention(nn.Module):
         bias). ``torch.nn.MultiheadAttention`` returns NaN for such rows, except
         when it runs F.scaled_dot_product_attention itself (need_weights=False with
         autograd on).
+
+        Dtypes: the layer's, float16, bfloat16, float32 or float64 (x must match
+        it); within 2e-3 of torch.nn.MultiheadAttention in float16, 2e-2 in
+        bfloat16, 1e-4 in float32 and 1e-12 in float64.
         """
-        _check_forward_args(x, mask, is_causal, self.embed_dim, self.num_heads)
+        weights = self.out_proj.weight  # (D, D): x must match its width, dtype, device
+        check_shapes(**{"the layer's weights": (weights, "(D, D)")}, x=(x, "(B, T, D)"))
+        check_flag("need_weights", need_weights)
+        batch, seq_len, _ = x.shape  # B, T
+        check_mask(mask, (batch, self.num_heads, seq_len, seq_len), is_causal, x.device)
         q, k, v = self.qkv_proj(x).chunk(3, dim=-1)  # 3 x (B, T, D), views
         q = split_heads(q, self.num_heads)  # (B, H, T, Dh)
         k = split_heads(k, self.num_heads)  # (B, H, T, Dh)
@@ -184,35 +161,32 @@ class MultiHeadAttention(nn.Module):
         order, exactly the layout of ``qkv_proj.weight``, so the weights copy over
         one to one. Raises ValueError for the options that have no counterpart here.
         """
-        if not isinstance(m, nn.MultiheadAttention):
-            raise ValueError(
-                f"m must be a torch.nn.MultiheadAttention, got {type(m).__name__}"
-            )
+        check_type("m", m, nn.MultiheadAttention, "a torch.nn.MultiheadAttention")
         if not m.batch_first:
             raise ValueError(
-                "m.batch_first is False: m takes (T, B, D) inputs, this module takes "
-                "(B, T, D); build m with batch_first=True"
+                "m.batch_first must be True (this module takes (B, T, D) inputs), got "
+                "False; build m with batch_first=True"
             )
         if not m._qkv_same_embed_dim:
             raise ValueError(
-                f"m.kdim={m.kdim} and m.vdim={m.vdim} must equal "
-                f"m.embed_dim={m.embed_dim}: separate q/k/v projections cannot be "
-                "copied into the fused qkv_proj"
+                f"m.kdim and m.vdim must equal m.embed_dim={m.embed_dim} (separate "
+                "q/k/v projections cannot be copied into the fused qkv_proj), got "
+                f"m.kdim={m.kdim} and m.vdim={m.vdim}"
             )
         if m.bias_k is not None:
             raise ValueError(
-                "m was built with add_bias_kv=True (m.bias_k, m.bias_v): the extra "
-                "key/value bias rows have no counterpart here"
+                "m.bias_k must be None (the extra key/value bias rows of "
+                "add_bias_kv=True have no counterpart here), got a tensor"
             )
         if m.add_zero_attn:
             raise ValueError(
-                "m.add_zero_attn is True: the extra all-zero key/value has no "
-                "counterpart here"
+                "m.add_zero_attn must be False (the extra all-zero key/value has no "
+                "counterpart here), got True"
             )
         if m.dropout > 0:
             raise ValueError(
-                f"m.dropout is {m.dropout}, but this module has no attention dropout; "
-                "build m with dropout=0.0"
+                f"m.dropout must be 0.0 (this module has no attention dropout), got "
+                f"{m.dropout}; build m with dropout=0.0"
             )
         bias = m.in_proj_bias is not None
         new = cls(m.embed_dim, m.num_heads, bias=bias).to(m.in_proj_weight)

@@ -25,6 +25,17 @@ from snippets.attention import (
     scale_scores,
     scaled_dot_product_attention,
 )
+from snippets.checks import (
+    HALF,
+    check_dim,
+    check_flag,
+    check_number,
+    check_seed,
+    check_shapes,
+    check_size,
+    check_type,
+    check_values,
+)
 
 __all__ = [
     "SelfAttention",
@@ -43,6 +54,11 @@ def article_example(generator=None, seq_len=4, d_model=5, weight_scale=1.0):
     ``generator=None`` draws from PyTorch's global generator, as the article does;
     pass a seeded ``torch.Generator`` to get the same numbers on every run.
     """
+    check_type("generator", generator, (torch.Generator, type(None)),
+               "None or a torch.Generator")
+    check_size("seq_len", seq_len)
+    check_size("d_model", d_model)
+    check_number("weight_scale", weight_scale)
     x = torch.randn(1, seq_len, d_model, generator=generator)  # (1, T, d_model)
     w_q, w_k, w_v = (
         torch.randn(d_model, d_model, generator=generator) * weight_scale
@@ -55,7 +71,10 @@ def article_example(generator=None, seq_len=4, d_model=5, weight_scale=1.0):
 # --8<-- [start:article-attention]
 def article_attention(x, w_q, w_k, w_v):
     """The article's five steps on plain tensors: project, then scaled dot-product
-    attention. Returns (output (1, T, d_model), weights (1, T, T))."""
+    attention. Returns (output (1, T, d_model), weights (1, T, T)).
+
+    Dtypes: those of ``project`` and ``scaled_dot_product_attention``.
+    """
     q, k, v = project(x, w_q, w_k, w_v)  # each (1, T, d_model)
     return scaled_dot_product_attention(q, k, v)  # steps 2-5
 # --8<-- [end:article-attention]
@@ -77,8 +96,8 @@ class SelfAttention(nn.Module):
         super().__init__()
         d_v = d_k if d_v is None else d_v
         for name, value in (("d_model", d_model), ("d_k", d_k), ("d_v", d_v)):
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            check_size(name, value)
+        check_flag("bias", bias)
         self.d_model, self.d_k, self.d_v = d_model, d_k, d_v
         self.w_q = nn.Linear(d_model, d_k, bias=bias)  # weight: (d_k, d_model)
         self.w_k = nn.Linear(d_model, d_k, bias=bias)  # weight: (d_k, d_model)
@@ -90,35 +109,26 @@ class SelfAttention(nn.Module):
 
         w_q, w_k: (d_model, d_k), w_v: (d_model, d_v). nn.Linear stores its weight
         as (out, in) and computes x @ weight.T, so the matrices are copied transposed.
+        The layer takes the matrices' dtype and device.
         """
-        for name, w in (("w_q", w_q), ("w_k", w_k), ("w_v", w_v)):
-            if not isinstance(w, torch.Tensor):
-                raise ValueError(f"{name} must be a tensor, got {type(w).__name__}")
-            if w.dim() != 2:
-                raise ValueError(
-                    f"{name} must have shape (d_model, d), got {tuple(w.shape)}"
-                )
+        check_shapes(w_q=(w_q, "(d_model, d_k)"), w_k=(w_k, "(d_model, d_k)"),
+                     w_v=(w_v, "(d_model, d_v)"))
         d_model, d_k = w_q.shape
-        if w_k.shape != (d_model, d_k) or w_v.shape[0] != d_model:
-            raise ValueError(
-                f"w_k must have w_q's shape {(d_model, d_k)} and w_v shape "
-                f"({d_model}, d_v); got w_k {tuple(w_k.shape)}, w_v {tuple(w_v.shape)}"
-            )
-        layer = cls(d_model, d_k, w_v.shape[1])
+        layer = cls(d_model, d_k, w_v.shape[1]).to(w_q)
         with torch.no_grad():
             for linear, w in ((layer.w_q, w_q), (layer.w_k, w_k), (layer.w_v, w_v)):
                 linear.weight.copy_(w.T)  # (d_model, out) -> (out, d_model)
         return layer
 
     def qkv(self, x):
-        """x (..., T, d_model) -> q, k (..., T, d_k) and v (..., T, d_v)."""
-        if not isinstance(x, torch.Tensor):
-            raise ValueError(f"x must be a torch.Tensor, got {type(x).__name__}")
-        if x.dim() < 2 or x.shape[-1] != self.d_model:
-            raise ValueError(
-                f"x must have shape (..., T, d_model) with d_model={self.d_model}, "
-                f"got {tuple(x.shape)}"
-            )
+        """x (..., T, d_model) -> q, k (..., T, d_k) and v (..., T, d_v).
+
+        Dtypes: the layer's, float16, bfloat16, float32 or float64 (x must match
+        it); the numbers of nn.Linear in that dtype.
+        """
+        weights = self.w_q.weight  # (d_k, d_model): x must match its width and dtype
+        check_shapes(**{"the layer's weights": (weights, "(d_k, d_model)")},
+                     x=(x, "(..., T, d_model)"))
         q = self.w_q(x)  # (..., T, d_model) @ (d_model, d_k) -> (..., T, d_k)
         k = self.w_k(x)  # (..., T, d_model) @ (d_model, d_k) -> (..., T, d_k)
         v = self.w_v(x)  # (..., T, d_model) @ (d_model, d_v) -> (..., T, d_v)
@@ -126,7 +136,10 @@ class SelfAttention(nn.Module):
 
     def forward(self, x, mask=None, is_causal=False):
         """Returns (output (..., T, d_v), weights (..., T, T)); ``mask`` is boolean,
-        True = may attend, as in ``scaled_dot_product_attention``."""
+        True = may attend, as in ``scaled_dot_product_attention``.
+
+        Dtypes: those of ``qkv`` and ``scaled_dot_product_attention``.
+        """
         q, k, v = self.qkv(x)
         return scaled_dot_product_attention(q, k, v, mask=mask, is_causal=is_causal)
 # --8<-- [end:self-attention]
@@ -144,8 +157,12 @@ def scaled_scores_by_init(num_runs=1000, seq_len=4, d_model=5, seed=0):
     Run r draws x and the N(0, 1) matrices from a generator seeded with seed + r;
     the layers draw from the global generator, seeded with ``seed`` inside
     ``fork_rng`` so the caller's random state is left as it was.
-    Returns {name: scores of shape (num_runs, T, T)}.
+    Returns {name: scores of shape (num_runs, T, T)}, in float32.
     """
+    for name, size in (("num_runs", num_runs), ("seq_len", seq_len),
+                       ("d_model", d_model)):
+        check_size(name, size)
+    check_seed("seed", seed)
     xs, raw_q, raw_k, lin_q, lin_k = [], [], [], [], []
     with torch.random.fork_rng(), torch.no_grad():
         torch.manual_seed(seed)
@@ -183,7 +200,16 @@ def saturation_stats(scores):
     - "gradient": the size (Frobenius norm) of the softmax's Jacobian
       diag(p) - p p^T, the factor every gradient passes through on its way from
       the weights back to the scores; it is 0 for a one-hot row.
+
+    Dtypes: float16, bfloat16, float32, float64; the half types are computed in
+    float32. Within 1e-3 in float16, 1e-2 in bfloat16, 1e-5 in float32 and 1e-12
+    in float64 (relative) of the same statistics of the same scores in float64
+    ("saturated" may differ by a row whose largest weight is within that of 0.99).
     """
+    check_shapes(scores=(scores, "(..., T, T)"))
+    check_dim("scores", check_values("scores", scores), -1)
+    if scores.dtype in HALF:  # compute in float32
+        return saturation_stats(scores.float())
     p = torch.softmax(scores, dim=-1)  # (..., T, T)
     largest = p.max(dim=-1).values  # (..., T)
     entropy = -torch.special.xlogy(p, p).sum(dim=-1) / math.log(2)  # 0 log 0 = 0

@@ -16,6 +16,14 @@ from torch.overrides import TorchFunctionMode
 
 # Outside any section, so that a page can include attention.py's sections instead.
 from snippets.attention import project, scaled_dot_product_attention
+from snippets.checks import (
+    check_callable,
+    check_shapes,
+    check_size,
+    check_tensor,
+    check_type,
+    check_values,
+)
 
 __all__ = [
     "rnn_cell",
@@ -37,7 +45,11 @@ def rnn_cell(h_prev, x_t, w_x, w_h):
 
     x_t: (..., d_in), h_prev: (..., d_h), w_x: (d_in, d_h), w_h: (d_h, d_h)
     -> h_t: (..., d_h).
+    Dtypes: float16, bfloat16, float32, float64, all four alike; the numbers of
+    torch's matmul and tanh in that dtype.
     """
+    check_shapes(h_prev=(h_prev, "(..., d_h)"), x_t=(x_t, "(..., d_in)"),
+                 w_x=(w_x, "(d_in, d_h)"), w_h=(w_h, "(d_h, d_h)"))
     # (..., d_in) @ (d_in, d_h) + (..., d_h) @ (d_h, d_h) -> (..., d_h)
     return torch.tanh(x_t @ w_x + h_prev @ w_h)
 
@@ -46,24 +58,15 @@ def rnn(x, w_x, w_h):
     """Run the cell along the sequence: x (T, d_in) -> states (T, d_h), row t = h_t.
 
     A loop, because step t needs h_{t-1}: the T steps run one after another.
+    Dtypes: those of ``rnn_cell``.
     """
-    if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.shape[1] != w_x.shape[0]:
-        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(
-            f"x must have shape (T, d_in) with d_in = {w_x.shape[0]} (the rows of "
-            f"w_x), got {got}"
-        )
-    if w_h.shape != (w_x.shape[1], w_x.shape[1]):
-        raise ValueError(
-            f"w_h must have shape (d_h, d_h) = {(w_x.shape[1],) * 2} to match w_x "
-            f"{tuple(w_x.shape)}, got {tuple(w_h.shape)}"
-        )
+    check_shapes(x=(x, "(T, d_in)"), w_x=(w_x, "(d_in, d_h)"), w_h=(w_h, "(d_h, d_h)"))
     h = x.new_zeros(w_h.shape[0])  # h_0 = 0: (d_h,)
     states = []
     for x_t in x:  # T iterations, each waiting for the one before
         h = rnn_cell(h, x_t, w_x, w_h)  # (d_h,)
         states.append(h)
-    return torch.stack(states)  # (T, d_h)
+    return torch.stack(states) if states else x.new_zeros(0, len(h))  # (T, d_h)
 # --8<-- [end:rnn]
 
 
@@ -72,7 +75,9 @@ def attention_layer(x, w_q, w_k, w_v, is_causal=False):
     """One self-attention layer over all tokens at once.
 
     x: (T, d_model) -> (output (T, d_v), weights (T, T)). No loop over the tokens.
+    Dtypes: those of ``project`` and ``scaled_dot_product_attention``.
     """
+    check_tensor("x", x, "(T, d_model)")
     q, k, v = project(x, w_q, w_k, w_v)  # (T, d_k), (T, d_k), (T, d_v)
     return scaled_dot_product_attention(q, k, v, is_causal=is_causal)
 # --8<-- [end:attention-layer]
@@ -85,7 +90,10 @@ def rnn_step(states, x, w_x, w_h):
 
     states: (T, d_h), x: (T, d_in) -> (T, d_h). Taken T times from all-zero states,
     it gives exactly ``rnn(x, w_x, w_h)``: after s steps, positions 1..s are final.
+    Dtypes: those of ``rnn_cell``.
     """
+    check_shapes(states=(states, "(T, d_h)"), x=(x, "(T, d_in)"),
+                 w_x=(w_x, "(d_in, d_h)"), w_h=(w_h, "(d_h, d_h)"))
     zeros = states.new_zeros(1, states.shape[1])  # (1, d_h): the state before token 1
     before = torch.cat([zeros, states[:-1]])  # (T, d_h): row t holds state t - 1
     return rnn_cell(before, x, w_x, w_h)  # (T, d_h)
@@ -99,7 +107,12 @@ def dependency_graph(step, inputs):
     step maps inputs (T, d_in) to (T, d_out). Returns a (T, T) boolean matrix whose
     entry [i, j] is True when row i of the result changes with row j of the input:
     when the (d_out, d_in) block [i, :, j, :] of the Jacobian is not all zero.
+    Dtypes: float32, float64 (autograd's Jacobian).
     """
+    check_callable("step", step)
+    check_tensor("inputs", inputs, "(T, d_in)", dtypes=(torch.float32, torch.float64))
+    out = step(check_values("inputs", inputs))  # (T, d_out)
+    check_shapes(inputs=(inputs, "(T, d_in)"), **{"step's output": (out, "(T, d_out)")})
     jacobian = torch.autograd.functional.jacobian(step, inputs)
     # jacobian: (T, d_out, T, d_in)
     return jacobian.abs().sum(dim=(1, 3)) > 0  # (T, T)
@@ -110,10 +123,10 @@ def hops(graph, source, target):
     ``target``, when each step lets position i read the positions j with
     graph[i, j] True. None if it never gets there. Positions count from 0.
     """
-    n = graph.shape[0]
+    check_shapes(graph=(graph, "(T, T)"), dtypes=(torch.bool,))
+    n = check_values("graph", graph).shape[0]
     for name, position in (("source", source), ("target", target)):
-        if not 0 <= position < n:
-            raise ValueError(f"{name} must be a position in 0..{n - 1}, got {position}")
+        check_size(name, position, minimum=0, maximum=n - 1)
     reached = torch.zeros(n, dtype=torch.bool)
     reached[source] = True
     steps = 0
@@ -128,7 +141,18 @@ def hops(graph, source, target):
 def influence(model, x, source=0, target=-1):
     """How strongly token ``source`` of the input moves token ``target`` of the
     output: the size (Frobenius norm) of the Jacobian block
-    d model(x)[target] / d x[source], of shape (d_out, d_in)."""
+    d model(x)[target] / d x[source], of shape (d_out, d_in).
+
+    Dtypes: float32, float64 (autograd's Jacobian).
+    """
+    check_callable("model", model)
+    check_tensor("x", x, "(T, d_in)", dtypes=(torch.float32, torch.float64))
+    out = model(check_values("x", x))  # (T_out, d_out)
+    check_shapes(x=(x, "(T, d_in)"), **{"model's output": (out, "(T_out, d_out)")})
+    for name, index, size in (("source", source, x.shape[0]),
+                              ("target", target, out.shape[0])):
+        check_size(name, index, minimum=-size, maximum=size - 1)
+
     def row(x):
         return model(x)[target]  # (d_out,)
 
@@ -185,8 +209,8 @@ class MatmulDepth(TorchFunctionMode):
 def score_matrix_size(n, dtype=torch.float32):
     """(elements, bytes) of the (n, n) score matrix of one head, for one sequence
     of n tokens, stored in ``dtype``. Both grow as n squared."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive number of tokens, got {n!r}")
+    check_size("n", n)
+    check_type("dtype", dtype, torch.dtype)
     elements = n * n
     bytes_per_element = torch.empty((), dtype=dtype).element_size()
     return elements, elements * bytes_per_element

@@ -85,7 +85,7 @@ def scratch_project(tmp_path) -> Path:
     shutil.copytree(ROOT / "docs", tmp_path / "docs",
                     ignore=shutil.ignore_patterns("*.md", "notebooks"))
     (tmp_path / "snippets").mkdir()
-    for name in ("__init__.py", "attention.py"):
+    for name in ("__init__.py", "attention.py", "checks.py"):  # attention imports checks
         shutil.copy(ROOT / "snippets" / name, tmp_path / "snippets" / name)
     (tmp_path / "figures").mkdir()
     for name in ("__init__.py", "svg.py"):

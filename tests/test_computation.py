@@ -326,3 +326,36 @@ def test_every_number_in_the_prose_is_accounted_for(page):
     allowed = checked | by_definition
     found = set(numbers(text))
     assert found <= allowed, sorted(found - allowed)
+
+
+def test_the_twins_keep_float32_in_float32():
+    """NumPy 2 promotes float32 / np.float64 to float64; a Python float keeps it."""
+    x, w_q, w_k, w_v = (a.astype(np.float32) for a in example_inputs())
+    q, k, v = np_project(x, w_q, w_k, w_v)
+    scaled = np_scale_scores(np_attention_scores(q, k), 4)
+    assert scaled.dtype == np.float32
+    output, weights = np_self_attention(x, w_q, w_k, w_v)
+    assert output.dtype == weights.dtype == np.float32
+
+
+def test_the_softmax_twin_takes_an_empty_row_like_torch():
+    empty = np.zeros((2, 0))
+    assert np_attention_weights(empty).shape == (2, 0)
+    assert np_self_attention(np.zeros((1, 0, 3)), *example_inputs(d_model=3)[1:])[0].shape \
+        == (1, 0, 5)
+
+
+@pytest.mark.parametrize("call, pattern", [
+    (lambda: np_project(np.zeros((2, 3)), np.zeros((4, 2)), np.zeros((4, 2)),
+                        np.zeros((4, 2))), r"w_q must have shape \(d_model, d_k\) with "
+     r"d_model = 3 as in x"),
+    (lambda: np_attention_scores(np.zeros((2, 3)), np.zeros((2, 3), dtype=np.float32)),
+     r"k must have the dtype of q, float64, got float32"),
+    (lambda: np_attention_weights(np.zeros(3, dtype=int)), r"scores must have dtype "),
+    (lambda: np_weighted_sum([[1.0]], np.zeros((1, 1))), r"weights must be a "
+     r"numpy.ndarray"),
+    (lambda: example_inputs(batch=0), r"batch must be a positive int, got 0"),
+])
+def test_the_numpy_twins_refuse_bad_input(call, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        call()

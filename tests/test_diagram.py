@@ -207,14 +207,20 @@ def test_shape_labels_match_the_code_for_any_sizes(dims):
         assert shapes[name] == tuple(sizes.get(s, s) for s in letters), name
 
 
-@pytest.mark.parametrize("sizes", [
-    {"T": 3, "d_model": 1, "d_k": 1},
-    {"T": 3, "d_model": 1, "d_k": 1, "d_v": 0},
-    {"T": 3.0, "d_model": 1, "d_k": 1, "d_v": 1},
-    {"T": 3, "d_model": 1, "d_k": 1, "d_v": 1, "B": 2},
+@pytest.mark.parametrize("sizes, pattern", [
+    ({"T": 3, "d_model": 1, "d_k": 1}, r"sizes must be a dict with exactly the keys T, "
+     r"d_model, d_k, d_v, got \{'T': 3, 'd_model': 1, 'd_k': 1\}"),
+    ({"T": 3, "d_model": 1, "d_k": 1, "d_v": 0}, r"sizes\['d_v'\] must be a positive int, "
+     r"got 0"),
+    ({"T": 3.0, "d_model": 1, "d_k": 1, "d_v": 1}, r"sizes\['T'\] must be a positive "
+     r"int, got 3.0"),
+    ({"T": True, "d_model": 1, "d_k": 1, "d_v": 1}, r"sizes\['T'\] must be a positive "
+     r"int, got True"),
+    ({"T": 3, "d_model": 1, "d_k": 1, "d_v": 1, "B": 2}, r"exactly the keys"),
+    ([3, 1, 1, 1], r"sizes must be a dict"),
 ])
-def test_stage_shapes_rejects_bad_sizes(sizes):
-    with pytest.raises(ValueError, match=r"sizes must map each of T, d_model, d_k, d_v"):
+def test_stage_shapes_rejects_bad_sizes(sizes, pattern):
+    with pytest.raises(ValueError, match=pattern):
         stage_shapes(sizes)
 
 
@@ -309,3 +315,31 @@ def test_check_yourself_numbers():
         *map(str, after["weights"]), *map(str, after["sums"]),
     ]
     assert tokens(section[:section.index('??? question')]) == []
+
+
+@pytest.mark.parametrize("call, pattern", [
+    (lambda: box(0, 0, 100, "t", matrices=[("cap", [["1", "2"], ["3"]])]),
+     r"matrices\[0\] must be a \(caption, rows\) pair: a str and a non-empty list of "
+     r"equally long lists of str, got \('cap', \[\['1', '2'\], \['3'\]\]\)"),
+    (lambda: box(0, 0, 100, "t", matrices=[["cap", [["1"]]]]), r"matrices\[0\] must be"),
+    (lambda: box(0, 0, 100, "t", matrices=[("cap", [])]), r"matrices\[0\] must be"),
+    (lambda: box(0, 0, 100, "t", matrices=[("cap", [[1]])]),
+     r"matrices\[0\] row must be a non-empty list of words, got \[1\]"),
+    (lambda: box(float("nan"), 0, 100, "t"), r"cx must be a number in \(-inf, inf\), "
+     r"got nan"),
+    (lambda: box(0, 0, 100, 3), r"title must be a str, got int"),
+    (lambda: box(0, 0, 100, "t", lines="one"), r"lines must be a list of words, got"),
+    (lambda: arrow([(0, 0)]), r"points must be at least two \(x, y\) pairs of finite "
+     r"numbers, got \[\(0, 0\)\]"),
+    (lambda: arrow([(0, 0), (1, float("inf"))]), r"points must be at least two"),
+    (lambda: arrow([(0, 0), (1, 1)], ["a"], at=(1, 2, 3)), r"at must be None or an "
+     r"\(x, y\) pair of finite numbers, got \(1, 2, 3\)"),
+    (lambda: arrow([(0, 0), (1, 1)], ["a"], at=(1, float("nan"))), r"at must be None"),
+    (lambda: arrow([(0, 0), (1, 1)], head=1), r"head must be True or False, got 1"),
+    (lambda: shape_label("nope", SIZES), r"name must be one of x, w_q, .*got 'nope'"),
+    (lambda: shape_label("x", [3]), r"sizes must be a dict, got list"),
+    (lambda: plain(3), r"label must be a str, got int"),
+])
+def test_drawing_helpers_refuse_bad_input(call, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        call()

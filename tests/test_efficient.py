@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
+import snippets.checks as checks
 import snippets.efficient as efficient
 from snippets.attention import scaled_dot_product_attention as naive_attention
 from snippets.efficient import (
@@ -321,30 +322,41 @@ def test_tiled_rejects_bad_block_size(block_size):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (([1.0, 2.0], GOOD[1], GOOD[2]), r"q must be a tensor of shape \(\.\.\., T, d\)"
-         r".*got list"),
-        ((GOOD[0], torch.zeros(4), GOOD[2]), r"k must be a tensor .*got \(4,\)"),
+        (([1.0, 2.0], GOOD[1], GOOD[2]), r"q must be a torch.Tensor of shape "
+         r"\(\.\.\., T_q, d_k\), got list"),
+        ((GOOD[0], torch.zeros(4), GOOD[2]), r"k must have shape .*got shape \(4,\)"),
         ((GOOD[0], GOOD[1], torch.zeros(2, 3, 6, 5, dtype=torch.int64)),
-         r"v must be a floating-point tensor, got torch.int64"),
-        ((GOOD[0].double(), GOOD[1], GOOD[2]), r"q, k and v must have one dtype"),
-        ((GOOD[0], GOOD[1][:1], GOOD[2]),
-         r"same leading \(batch, head\) dimensions, got shapes \(2, 3, 6, 4\), "
-         r"\(1, 3, 6, 4\) and \(2, 3, 6, 5\)"),
+         r"v must have dtype float16, bfloat16, float32 or float64, got int64"),
+        ((GOOD[0].double(), GOOD[1], GOOD[2]),
+         r"k must have the dtype of q, float64, got float32"),
+        ((GOOD[0], GOOD[1][:, :2], GOOD[2]),
+         r"q, k and v must have leading \(batch\) dimensions that broadcast together, "
+         r"got \(2, 3\), \(2, 2\) and \(2, 3\)"),
         ((GOOD[0], torch.zeros(2, 3, 6, 3), GOOD[2]),
-         r"k must have the same last dimension d as q.*k needs \(\.\.\., T_k, 4\), "
-         r"got \(2, 3, 6, 3\)"),
+         r"k must have shape \(\.\.\., T_k, d_k\) with d_k = 4 as in q of shape "
+         r"\(2, 3, 6, 4\), got shape \(2, 3, 6, 3\)"),
         ((GOOD[0], GOOD[1], torch.zeros(2, 3, 7, 5)),
-         r"v must have one row per key.*v needs \(\.\.\., 6, d_v\), "
-         r"got \(2, 3, 7, 5\)"),
-        ((GOOD[0], torch.zeros(2, 3, 0, 4), torch.zeros(2, 3, 0, 5)),
-         r"k must hold at least one key \(T_k >= 1\), got shape \(2, 3, 0, 4\)"),
+         r"v must have shape \(\.\.\., T_k, d_v\) with T_k = 6 as in k"),
+        ((torch.zeros(2, 6, 0), torch.zeros(2, 6, 0), torch.zeros(2, 6, 5)),
+         r"q must have d_k >= 1 features"),
     ],
     ids=["q-not-tensor", "k-1d", "v-int", "dtype-mix", "leading-dims", "d", "v-rows",
-         "no-keys"],
+         "no-features"],
 )
 def test_tiled_rejects_bad_inputs(args, message):
     with pytest.raises(ValueError, match=message):
         tiled_attention(*args)
+
+
+def test_tiled_broadcasts_leading_dimensions_and_takes_no_keys_like_torch():
+    q, k, v = qkv((2, 3), 5, 6, 4, 5, seed=4)
+    k1, v1 = k[:1], v[:1]  # one batch element of keys, broadcast over two of queries
+    assert_near(tiled_attention(q, k1, v1, block_size=2),
+                F.scaled_dot_product_attention(q, k1, v1))
+    empty = tiled_attention(q, k[..., :0, :], v[..., :0, :])  # T_k = 0: zero output
+    assert torch.equal(empty, F.scaled_dot_product_attention(q, k[..., :0, :],
+                                                             v[..., :0, :]))
+    assert torch.equal(empty, torch.zeros(2, 3, 5, 5))
 
 
 # ---------------------------------------------------------------------------
@@ -417,38 +429,140 @@ def test_kv_cache_rejects_bad_capacity(capacity):
 @pytest.mark.parametrize(
     "k_new, v_new, message",
     [
-        (torch.zeros(4), torch.zeros(1, 4), r"k_new must be a tensor .*got \(4,\)"),
+        (torch.zeros(4), torch.zeros(1, 4), r"k_new must have shape \(\.\.\., T_new, d\), "
+         r"got shape \(4,\)"),
         (torch.zeros(2, 1, 4), torch.zeros(2, 2, 4),
-         r"k_new and v_new must have the same shape except the last dimension.*"
-         r"got \(2, 1, 4\) and \(2, 2, 4\)"),
+         r"v_new must have shape \(\.\.\., T_new, d_v\) with T_new = 1 as in k_new of "
+         r"shape \(2, 1, 4\), got shape \(2, 2, 4\)"),
         (torch.zeros(2, 1, 5), torch.zeros(2, 1, 3),
-         r"must match the cached tokens: need shapes \(2, 1, 4\) and \(2, 1, 3\), "
-         r"got \(2, 1, 5\) and \(2, 1, 3\)"),
-        (torch.zeros(3, 1, 4), torch.zeros(3, 1, 3), r"must match the cached tokens"),
-        (torch.zeros(2, 1, 4), torch.zeros(2, 1, 2), r"must match the cached tokens"),
+         r"k_new and v_new must fit the cache: shapes \(\.\.\., T_new, 4\) and "
+         r"\(\.\.\., T_new, 3\) with leading dimensions that broadcast to \(2,\), got "
+         r"\(2, 1, 5\) and \(2, 1, 3\)"),
+        (torch.zeros(3, 1, 4), torch.zeros(3, 1, 3), r"k_new and cache must have leading "
+         r"\(batch\) dimensions that broadcast together, got \(3,\) and \(2,\)"),
+        (torch.zeros(2, 2, 1, 4), torch.zeros(2, 2, 1, 3), r"must fit the cache"),
+        (torch.zeros(2, 1, 4), torch.zeros(2, 1, 2), r"must fit the cache"),
         (torch.zeros(2, 1, 4, dtype=torch.float64),
          torch.zeros(2, 1, 3, dtype=torch.float64),
-         r"must have the cache's dtype torch.float32, got torch.float64"),
+         r"k_new must have the dtype of the cached keys, float32, got float64"),
+        (torch.zeros(2, 1, 4, device="meta"), torch.zeros(2, 1, 3, device="meta"),
+         r"k_new must be on the device of the cached keys, cpu, got meta"),
+        (torch.zeros(2, 1, 4), torch.zeros(2, 1, 3).double(),
+         r"v_new must have the dtype of k_new, float32, got float64"),
     ],
-    ids=["k-1d", "t-differs", "d-changes", "batch-changes", "d_v-changes", "dtype"],
+    ids=["k-1d", "t-differs", "d-changes", "batch-changes", "batch-grows", "d_v-changes",
+         "dtype", "device", "dtype-mix"],
 )
 def test_kv_cache_rejects_bad_appends(k_new, v_new, message):
     cache = KVCache()
     cache.append(torch.zeros(2, 3, 4), torch.zeros(2, 3, 3))
+    before = cache_state(cache)
     with pytest.raises(ValueError, match=message):
         cache.append(k_new, v_new)
-    assert len(cache) == 3  # a rejected append leaves the cache as it was
+    assert_same_state(cache, before)  # a rejected append leaves the cache as it was
 
 
-def test_decode_step_rejects_bad_query():
+def test_kv_cache_broadcasts_new_tokens_to_its_leading_dimensions():
     cache = KVCache()
-    k_new, v_new = torch.zeros(2, 1, 4), torch.zeros(2, 1, 4)
-    with pytest.raises(ValueError, match=r"q_new must have the same shape as k_new "
-                                         r"except the last dimension, got \(2, 2, 4\)"):
-        decode_step(cache, torch.zeros(2, 2, 4), k_new, v_new)
-    with pytest.raises(ValueError, match=r"q_new must be a floating-point tensor"):
-        decode_step(cache, torch.zeros(2, 1, 4, dtype=torch.int32), k_new, v_new)
-    assert len(cache) == 0
+    k, v = randn(2, 3, 1, 4, seed=1), randn(1, 3, 1, 5, seed=2)
+    k_all, v_all = cache.append(k, v)  # the cache holds (2, 3): k and v broadcast
+    assert k_all.shape == (2, 3, 1, 4) and v_all.shape == (2, 3, 1, 5)
+    assert torch.equal(v_all, v.expand(2, 3, 1, 5))
+    k_all, v_all = cache.append(k[0], v[0])  # (3, 1, 4) stretches to (2, 3, 1, 4)
+    assert torch.equal(k_all[:, :, 1], k[0].expand(2, 3, 1, 4)[:, :, 0])
+
+
+def cache_state(cache):
+    """Everything a KVCache holds that a caller can see, copied."""
+    k_all = None if cache._k is None else cache._k[..., :len(cache), :].clone()
+    v_all = None if cache._v is None else cache._v[..., :len(cache), :].clone()
+    storage = (None if cache._k is None else (cache._k.data_ptr(), cache._v.data_ptr()))
+    return len(cache), cache.capacity, storage, k_all, v_all
+
+
+def assert_same_state(cache, before):
+    after = cache_state(cache)
+    assert after[:3] == before[:3]
+    for now, then in zip(after[3:], before[3:]):
+        assert (now is None and then is None) or torch.equal(now, then)
+
+
+BAD_DECODES = {  # what decode_step must refuse, before anything is stored
+    "q-wrong-d": (lambda: torch.zeros(2, 1, 3), r"k_new must have shape "
+                  r"\(\.\.\., T_new, d\) with d = 3 as in q_new of shape \(2, 1, 3\), "
+                  r"got shape \(2, 1, 4\)"),
+    "q-more-tokens": (lambda: torch.zeros(2, 2, 4), r"k_new must have shape "
+                      r"\(\.\.\., T_new, d\) with T_new = 2 as in q_new"),
+    "q-int": (lambda: torch.zeros(2, 1, 4, dtype=torch.int32),
+              r"q_new must have dtype float16, bfloat16, float32 or float64, got int32"),
+    "q-float64": (lambda: torch.zeros(2, 1, 4, dtype=torch.float64),
+                  r"k_new must have the dtype of q_new, float64, got float32"),
+    "q-meta": (lambda: torch.zeros(2, 1, 4, device="meta"),
+               r"k_new must be on the device of q_new, meta, got cpu"),
+    "q-batch": (lambda: torch.zeros(3, 1, 4), r"q_new, k_new and v_new must have leading "
+                r"\(batch\) dimensions that broadcast together, got \(3,\), \(2,\) and "
+                r"\(2,\)"),
+    "q-list": (lambda: [[0.0] * 4], r"q_new must be a torch.Tensor"),
+    "q-no-features": (lambda: torch.zeros(2, 1, 0), r"k_new must have shape"),
+}
+
+
+@pytest.mark.parametrize("fresh", [True, False], ids=["empty-cache", "filled-cache"])
+@pytest.mark.parametrize("case", sorted(BAD_DECODES))
+def test_decode_step_refuses_a_bad_query_and_changes_nothing(case, fresh):
+    """A failed call must leave the cache (and its inputs) exactly as they were, so a
+    retry with a good query caches the token once."""
+    make_q, message = BAD_DECODES[case]
+    cache = KVCache(capacity=1)
+    if not fresh:
+        cache.append(randn(2, 1, 4, seed=5), randn(2, 1, 4, seed=6))
+    k_new, v_new = randn(2, 1, 4, seed=1), randn(2, 1, 4, seed=2)
+    q_bad = make_q()
+    inputs = [t.clone() for t in (k_new, v_new)]
+    before = cache_state(cache)
+    with pytest.raises(ValueError, match=message):
+        decode_step(cache, q_bad, k_new, v_new)
+    assert_same_state(cache, before)
+    assert all(torch.equal(a, b) for a, b in zip(inputs, (k_new, v_new)))
+    q_new = randn(2, 1, 4, seed=3)
+    out = decode_step(cache, q_new, k_new, v_new)  # the retry
+    assert len(cache) == before[0] + 1
+    k_all = torch.cat([t for t in (before[3], k_new) if t is not None], dim=-2)
+    v_all = torch.cat([t for t in (before[4], v_new) if t is not None], dim=-2)
+    assert_near(out, F.scaled_dot_product_attention(q_new, k_all, v_all))
+
+
+@pytest.mark.parametrize(
+    "q_new, k_new, v_new, message",
+    [
+        (torch.zeros(2, 1, 5), torch.zeros(2, 1, 5), torch.zeros(2, 1, 4),
+         r"k_new and v_new must fit the cache"),
+        (torch.zeros(2, 1, 4), torch.zeros(2, 1, 4), torch.zeros(2, 2, 4),
+         r"v_new must have shape \(\.\.\., T_new, d_v\) with T_new = 1"),
+        (torch.zeros(2, 1, 4).double(), torch.zeros(2, 1, 4).double(),
+         torch.zeros(2, 1, 4).double(),
+         r"k_new must have the dtype of the cached keys, float32, got float64"),
+        (torch.zeros(3, 1, 4), torch.zeros(1, 1, 4), torch.zeros(1, 1, 4),
+         r"q_new and cache must have leading \(batch\) dimensions that broadcast "
+         r"together, got \(3,\) and \(2,\)"),
+        (torch.zeros(2, 1, 0), torch.zeros(2, 1, 0), torch.zeros(2, 1, 4),
+         r"d = q_new.shape\[-1\] must be a positive int, got 0"),
+    ],
+    ids=["cache-width", "v-rows", "dtype", "q-against-cache", "no-features"],
+)
+def test_decode_step_refuses_bad_keys_and_changes_nothing(q_new, k_new, v_new, message):
+    cache = KVCache()
+    cache.append(randn(2, 3, 4), randn(2, 3, 4, seed=1))
+    before = cache_state(cache)
+    with pytest.raises(ValueError, match=message):
+        decode_step(cache, q_new, k_new, v_new)
+    assert_same_state(cache, before)
+
+
+def test_decode_step_needs_a_kv_cache():
+    with pytest.raises(ValueError, match=r"cache must be a snippets.efficient.KVCache, "
+                                         r"got dict"):
+        decode_step({}, *qkv((1,), 1, 1, 4, 4))
 
 
 # ---------------------------------------------------------------------------
@@ -534,28 +648,43 @@ def test_gqa_never_copies_the_kv_heads():
 @pytest.mark.parametrize(
     "args, message",
     [
-        ((torch.zeros(8, 3, 4), torch.zeros(1, 2, 3, 4), torch.zeros(1, 2, 3, 4)),
-         r"q must have 4 dimensions \(B, H, T, d\), got \(8, 3, 4\)"),
+        ((torch.zeros(3, 4), torch.zeros(1, 2, 3, 4), torch.zeros(1, 2, 3, 4)),
+         r"q must have shape \(\.\.\., H_q, T_q, d\), got shape \(3, 4\)"),
         ((torch.zeros(1, 8, 3, 4), torch.zeros(1, 2, 3, 4), torch.zeros(1, 1, 3, 4)),
-         r"k and v must have the same \(B, H_kv, T_k\), got shapes \(1, 2, 3, 4\) "
-         r"and \(1, 1, 3, 4\)"),
+         r"v must have shape \(\.\.\., H_kv, T_k, d_v\) with H_kv = 2 as in k of shape "
+         r"\(1, 2, 3, 4\), got shape \(1, 1, 3, 4\)"),
         ((torch.zeros(1, 8, 3, 4), torch.zeros(1, 2, 3, 4), torch.zeros(1, 2, 5, 4)),
-         r"k and v must have the same \(B, H_kv, T_k\)"),
-        ((torch.zeros(2, 8, 3, 4), torch.zeros(1, 2, 3, 4), torch.zeros(1, 2, 3, 4)),
-         r"q and k must have the same batch size B"),
+         r"v must have shape \(\.\.\., H_kv, T_k, d_v\) with T_k = 3"),
+        ((torch.zeros(2, 8, 3, 4), torch.zeros(3, 2, 3, 4), torch.zeros(3, 2, 3, 4)),
+         r"q, k and v must have leading \(batch\) dimensions that broadcast together, "
+         r"got \(2,\), \(3,\) and \(3,\)"),
         ((torch.zeros(1, 8, 3, 4), torch.zeros(1, 2, 3, 5), torch.zeros(1, 2, 3, 4)),
-         r"k must have the same last dimension d as q"),
+         r"k must have shape \(\.\.\., H_kv, T_k, d\) with d = 4 as in q"),
         ((torch.zeros(1, 8, 3, 4), torch.zeros(1, 3, 3, 4), torch.zeros(1, 3, 3, 4)),
-         r"H_q = q.shape\[1\] = 8 must be a multiple of the number of key/value heads "
-         r"H_kv = k.shape\[1\] = 3"),
+         r"q must have a multiple of H_kv = k.shape\[-3\] = 3 >= 1 query heads, got q of "
+         r"shape \(1, 8, 3, 4\) and k of shape \(1, 3, 3, 4\)"),
+        ((torch.zeros(1, 8, 3, 4), torch.zeros(1, 0, 3, 4), torch.zeros(1, 0, 3, 4)),
+         r"q must have a multiple of H_kv = k.shape\[-3\] = 0 >= 1 query heads"),
         ((torch.zeros(1, 8, 3, 4), torch.zeros(1, 2, 3, 4).half(),
-          torch.zeros(1, 2, 3, 4).half()), r"q, k and v must have one dtype"),
+          torch.zeros(1, 2, 3, 4).half()), r"k must have the dtype of q, float32, got "
+         r"float16"),
+        ((torch.zeros(1, 8, 3, 0), torch.zeros(1, 2, 3, 0), torch.zeros(1, 2, 3, 4)),
+         r"q must have d_k >= 1 features"),
     ],
-    ids=["q-3d", "heads-kv", "tokens-kv", "batch", "d", "indivisible", "dtype"],
+    ids=["q-2d", "heads-kv", "tokens-kv", "batch", "d", "indivisible", "no-kv-heads",
+         "dtype", "no-features"],
 )
 def test_gqa_rejects_bad_inputs(args, message):
     with pytest.raises(ValueError, match=message):
         grouped_query_attention(*args)
+
+
+def test_gqa_broadcasts_leading_dimensions():
+    q, k, v = randn(2, 4, 3, 5, seed=1), randn(1, 2, 6, 5, seed=2), randn(1, 2, 6, 3)
+    expected = F.scaled_dot_product_attention(q, k.expand(2, -1, -1, -1),
+                                              v.expand(2, -1, -1, -1), enable_gqa=True)
+    assert_near(grouped_query_attention(q, k, v), expected)
+    assert_near(grouped_query_attention(q[0], k[0], v[0]), expected[0])  # no batch
 
 
 # ---------------------------------------------------------------------------
@@ -564,11 +693,11 @@ def test_gqa_rejects_bad_inputs(args, message):
 
 
 def test_sections_run_on_their_own():
-    """The page shows sections, not the file: imports + input-checks + each section
-    must define a working function without anything else from the module."""
-    source = Path(efficient.__file__).read_text()
-
-    def section(name):
+    """The page shows sections, not the file: the input checks of snippets/checks.py,
+    then imports + each section must define a working function without anything else
+    from the module."""
+    def section(module, name):
+        source = Path(module.__file__).read_text()
         match = re.search(rf"# --8<-- \[start:{name}\]\n(.*?)# --8<-- \[end:{name}\]",
                           source, re.S)
         return match.group(1)
@@ -576,9 +705,11 @@ def test_sections_run_on_their_own():
     # decode_step calls the from-scratch attention, which a page includes from
     # snippets/attention.py before these sections.
     namespace = {"scaled_dot_product_attention": naive_attention}
-    for name in ("imports", "input-checks", "tiled-attention", "kv-cache",
-                 "decode-step", "grouped-query-attention"):
-        code = compile(section(name), f"efficient.py:{name}", "exec")
+    parts = [(checks, "imports"), (checks, "input-checks")] + [
+        (efficient, name) for name in ("imports", "tiled-attention", "kv-cache",
+                                       "decode-step", "grouped-query-attention")]
+    for module, name in parts:
+        code = compile(section(module, name), f"{module.__name__}:{name}", "exec")
         exec(code, namespace)  # noqa: S102
     q, k, v = qkv((1, 2), 9, 9, 4, 4)
     assert_near(namespace["tiled_attention"](q, k, v, 4, True), naive(q, k, v, True))
@@ -869,7 +1000,7 @@ def test_page_code_does_not_read_the_benchmark():
 
 
 @pytest.mark.parametrize("needle", ["snippets/efficient.py:imports",
-                                    "snippets/efficient.py:input-checks",
+                                    "snippets/checks.py:input-checks",
                                     "snippets/efficient.py:tiled-attention",
                                     "snippets/efficient.py:kv-cache",
                                     "snippets/efficient.py:decode-step",

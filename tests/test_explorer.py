@@ -173,7 +173,7 @@ def test_the_callers_random_state_is_left_alone():
 @pytest.mark.parametrize("tokens", [["the", "unicorn"], []])
 def test_unknown_or_no_tokens_are_refused(tokens):
     with pytest.raises(ValueError, match=r"tokens must be a non-empty list of words "
-                                         r"from LEXICON .*got \[") as info:
+                                         r"from \(the, a, cat.*got \[") as info:
         untrained_head_weights(tokens)
     assert repr(tokens) in str(info.value)
 
@@ -321,3 +321,28 @@ def test_every_decimal_in_the_prose_is_a_weight_of_the_data(data):
     stated = [n for n in numbers(prose(read_page(PAGE))) if n != int(n)]
     assert stated, "the page states weights"
     assert [n for n in stated if n not in shown] == []
+
+
+@pytest.mark.parametrize("call, pattern", [
+    (lambda: untrained_layer(8, 3), r"d_model must be divisible by num_heads, got "
+     r"d_model=8 and num_heads=3"),
+    (lambda: untrained_layer(8, 4, seed=-1), r"seed must be an int from 0 to"),
+    (lambda: explorer_data({"zebra": "The zebra sat."}),
+     r"sentences\['zebra'\]: sentence must be a non-empty list of words from"),
+    (lambda: explorer_data({"number": 7}), r"sentences\['number'\]: sentence must be a "
+     r"str, got int"),
+    (lambda: explorer_data(["The cat sat."]), r"sentences must be a dict of id -> "
+     r"sentence, got list"),
+    (lambda: rounded(torch.zeros(2, 3)), r"weights must have shape \(T, T\) with T = 2"),
+    (lambda: rounded(torch.zeros(2, 2, device="meta")), r"weights must hold values"),
+])
+def test_bad_input_is_a_clear_value_error(call, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        call()
+
+
+def test_a_refused_call_leaves_the_random_state_alone():
+    state = torch.get_rng_state()
+    with pytest.raises(ValueError):
+        untrained_layer(8, 3)
+    assert torch.equal(torch.get_rng_state(), state)

@@ -13,6 +13,7 @@ OK_PAGE = '''\
 
 ```python title="snippets/attention.py"
 --8<-- "snippets/attention.py:imports"
+--8<-- "snippets/checks.py:input-checks"
 --8<-- "snippets/attention.py:scores"
 ```
 
@@ -64,7 +65,7 @@ def run_page(tmp_path, text):
 
 def test_collects_titled_indented_and_continued_blocks(tmp_path):
     blocks = harness.collect_page(write_page(tmp_path, OK_PAGE), docs=tmp_path)
-    assert [b.name for b in blocks] == ["page.md:3", "page.md:24", "page.md:34"]
+    assert [b.name for b in blocks] == ["page.md:3", "page.md:25", "page.md:35"]
     first = blocks[0]
     assert len(first.pieces) == 2  # the fence and its cont
     assert "def attention_scores" in first.source  # the include was expanded
@@ -92,7 +93,7 @@ def test_exception_inside_included_code_names_the_snippet_line(tmp_path):
     page = (
         '```python\n--8<-- "snippets/attention.py:imports"\n'
         '--8<-- "snippets/attention.py:sdpa"\n'
-        '--8<-- "snippets/attention.py:check-inputs"\n'
+        '--8<-- "snippets/checks.py:input-checks"\n'
         "--8<-- \"snippets/attention.py:causal-mask\"\n"
         "--8<-- \"snippets/attention.py:scores\"\n"
         "--8<-- \"snippets/attention.py:scale\"\n"
@@ -105,14 +106,14 @@ def test_exception_inside_included_code_names_the_snippet_line(tmp_path):
         run_page(tmp_path, page)
     message = str(err.value)
     assert "docs/page.md:11" in message  # the call on the page
-    source = (harness.ROOT / "snippets/attention.py").read_text().splitlines()
+    source = (harness.ROOT / "snippets/checks.py").read_text().splitlines()
     raise_line = next(
-        n for n, line in enumerate(source, 1) if "v must have one row per key" in line
+        n for n, line in enumerate(source, 1) if "as in \"" in line
     )
-    # the frame inside the included function points into snippets/attention.py
+    # the frames inside the included functions point into snippets/ files
     assert "snippets/attention.py:" in message and "ValueError" in message
     assert any(
-        f"snippets/attention.py:{n} " in message for n in range(raise_line - 2, raise_line + 1)
+        f"snippets/checks.py:{n} " in message for n in range(raise_line - 2, raise_line + 1)
     ), message
 
 

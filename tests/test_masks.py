@@ -145,10 +145,12 @@ def test_padding_mask_blocks_filler_keys_with_and_without_heads():
     [
         ([4, 5], 4, r"lengths must be between 0 and max_len=4, got \[4, 5\]"),
         ([-1, 2], 4, r"lengths must be between 0 and max_len=4, got \[-1, 2\]"),
-        ([[1, 2]], 4, r"lengths must be a 1-D sequence of ints.*shape \(1, 2\)"),
-        ([1.5, 2.0], 4, r"lengths must be a 1-D sequence of ints.*float32"),
-        ([True], 4, r"lengths must be a 1-D sequence of ints.*torch.bool"),
-        (3, 4, r"lengths must be a 1-D sequence of ints.*shape \(\)"),
+        ([[1, 2]], 4, r"lengths must have shape \(B,\), got shape \(1, 2\)"),
+        ([1.5, 2.0], 4, r"lengths must have dtype int8, int16, int32 or int64, got float32"),
+        ([True], 4, r"lengths must be real numbers .*got \[True\]"),
+        (3, 4, r"lengths must have shape \(B,\), got shape \(\)"),
+        ("ab", 4, r"lengths must be real numbers .*got 'ab'"),
+        (torch.tensor([1, 2], device="meta"), 4, r"lengths must hold values"),
         ([1], 0, r"max_len must be a positive int, got 0"),
         ([1], 2.0, r"max_len must be a positive int, got 2.0"),
     ],
@@ -173,11 +175,14 @@ def test_combine_masks_is_a_broadcast_logical_and():
 @pytest.mark.parametrize(
     "masks, pattern",
     [
-        ((), r"needs at least one mask, got none"),
-        ((torch.ones(2, 2, dtype=torch.bool), torch.ones(2, 2)), r"masks\[1\] must be a boolean.*float32"),
-        (([[True]],), r"masks\[0\] must be a boolean tensor.*got list"),
+        ((), r"masks must be at least one mask, got none"),
+        ((torch.ones(2, 2, dtype=torch.bool), torch.ones(2, 2)), r"masks\[1\] must have dtype bool, got float32"),
+        (([[True]],), r"masks\[0\] must be a torch.Tensor of shape \(\.\.\.\), got list"),
         ((torch.ones(2, 3, dtype=torch.bool), torch.ones(4, 1, 2, dtype=torch.bool)),
-         r"masks must broadcast together, got shapes \(2, 3\), \(4, 1, 2\)"),
+         r"masks\[0\] and masks\[1\] must have leading \(batch\) dimensions that "
+         r"broadcast together, got \(2, 3\) and \(4, 1, 2\)"),
+        ((torch.ones(2, dtype=torch.bool), torch.ones(2, dtype=torch.bool, device="meta")),
+         r"masks\[1\] must be on the device of masks\[0\], cpu, got meta"),
     ],
 )
 def test_combine_masks_rejects_bad_input(masks, pattern):
@@ -291,7 +296,8 @@ def test_future_leaks_does_not_modify_its_inputs():
 
 
 def test_future_leaks_needs_self_attention_shapes():
-    with pytest.raises(ValueError, match=r"q and k must hold the same T tokens.*\(1, 3, 2\)"):
+    with pytest.raises(ValueError, match=r"k must have shape \(\.\.\., T, d\) with T = 3 "
+                                         r"as in q of shape \(1, 3, 2\)"):
         future_leaks(causal, randn(1, 3, 2), randn(1, 4, 2), randn(1, 4, 2))
 
 
@@ -469,3 +475,20 @@ def test_check_yourself_numbers():
         *first_upper,  # only key 0
         first_lower[0], first_lower[-1],  # keys 0 to 3
     ]
+
+
+@pytest.mark.parametrize("call, pattern", [
+    (lambda: causal_mask_lower_right(True, 2), r"t_q must be a positive int, got True"),
+    (lambda: causal_mask_lower_right(2, 0), r"t_k must be a positive int, got 0"),
+    (lambda: padding_mask([1], True), r"max_len must be a positive int, got True"),
+    (lambda: naive_masked_softmax(torch.zeros(3), torch.ones(3, dtype=torch.bool), 1e39),
+     r"fill must be a number in \[-3.40282e\+38, 3.40282e\+38\], got 1e\+39"),
+    (lambda: naive_masked_softmax(torch.zeros(3), None), r"mask must be a torch.Tensor"),
+    (lambda: attention_with_inverted_mask(*(torch.zeros(2, 3).half(),) * 3,
+                                          torch.ones(2, 2, dtype=torch.bool)),
+     r"q must have dtype float32 or float64, got float16"),
+    (lambda: future_leaks(3, *(torch.zeros(2, 3),) * 3), r"attend must be a function"),
+])
+def test_masks_refuse_bad_input(call, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        call()

@@ -294,12 +294,12 @@ def test_from_torch_copies_weights_dtype_and_mode():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"batch_first": False}, "m.batch_first is False"),
-        ({"kdim": 4}, "m.kdim=4 and m.vdim=8 must equal m.embed_dim=8"),
-        ({"vdim": 6}, "m.kdim=8 and m.vdim=6 must equal m.embed_dim=8"),
-        ({"add_bias_kv": True}, "add_bias_kv=True"),
-        ({"add_zero_attn": True}, "m.add_zero_attn is True"),
-        ({"dropout": 0.1}, "m.dropout is 0.1"),
+        ({"batch_first": False}, "m.batch_first must be True"),
+        ({"kdim": 4}, "m.kdim and m.vdim must equal m.embed_dim=8 (separate q/k/v projections cannot be copied into the fused qkv_proj), got m.kdim=4 and m.vdim=8"),
+        ({"vdim": 6}, "got m.kdim=8 and m.vdim=6"),
+        ({"add_bias_kv": True}, "m.bias_k must be None"),
+        ({"add_zero_attn": True}, "m.add_zero_attn must be False"),
+        ({"dropout": 0.1}, "m.dropout must be 0.0 (this module has no attention dropout), got 0.1"),
     ],
 )
 def test_from_torch_rejects_unsupported_modules(kwargs, message):
@@ -341,10 +341,15 @@ def test_init_rejects_bad_sizes(embed_dim, num_heads, message):
 @pytest.mark.parametrize(
     "x, message",
     [
-        (torch.zeros(5, 8), "x must be a 3-D tensor of shape (B, T, D), got (5, 8)"),
-        (torch.zeros(1, 2, 5, 8), "got (1, 2, 5, 8)"),
-        ([[[0.0] * 8]], "x must be a 3-D tensor of shape (B, T, D), got list"),
-        (torch.zeros(2, 5, 6), "x must have shape (B, T, embed_dim=8), got x of shape"),
+        (torch.zeros(5, 8), "x must have shape (B, T, D), got shape (5, 8)"),
+        (torch.zeros(1, 2, 5, 8), "got shape (1, 2, 5, 8)"),
+        ([[[0.0] * 8]], "x must be a torch.Tensor of shape (B, T, D), got list"),
+        (torch.zeros(2, 5, 8, dtype=torch.float64),
+         "x must have the dtype of the layer's weights, float32, got float64"),
+        (torch.zeros(2, 5, 8, device="meta"),
+         "x must be on the device of the layer's weights, cpu, got meta"),
+        (torch.zeros(2, 5, 6), "x must have shape (B, T, D) with D = 8 as in the layer's "
+                               "weights of shape (8, 8), got shape (2, 5, 6)"),
         (torch.zeros(2, 5, 6), "(2, 5, 6)"),
     ],
 )
@@ -378,8 +383,8 @@ def test_forward_rejects_non_boolean_mask(mask, message, need_weights):
 def test_forward_rejects_mask_that_does_not_broadcast(mask_shape):
     mask = torch.ones(mask_shape, dtype=torch.bool)
     message = (
-        f"mask of shape {mask_shape} cannot broadcast to the attention weights' "
-        "shape (B, H, T, T) = (2, 2, 5, 5) with at least 2 dimensions"
+        "mask must broadcast to the scores' shape (..., T_q, T_k) = (2, 2, 5, 5) with "
+        f"at least 2 dimensions, got shape {mask_shape}"
     )
     with pytest.raises(ValueError, match=re.escape(message)):
         MultiHeadAttention(8, 2)(torch.zeros(2, 5, 8), mask=mask)
@@ -408,7 +413,7 @@ def test_forward_accepts_broadcastable_masks(mask_shape):
 
 def test_forward_rejects_mask_with_is_causal():
     mask = causal(5)
-    message = "mask and is_causal=True were both given; use one"
+    message = "mask must be None when is_causal=True"
     with pytest.raises(ValueError, match=re.escape(message)):
         MultiHeadAttention(8, 2)(torch.zeros(2, 5, 8), mask=mask, is_causal=True)
 
@@ -716,3 +721,74 @@ def test_every_number_in_the_prose_is_accounted_for(example):
     found = set(numbers(text))
     assert found <= {float(n) for n in checked | by_definition}, sorted(
         found - {float(n) for n in checked | by_definition})
+
+
+# ---------------------------------------------------------------------------
+# A refused call changes nothing: the layer's parameters, its mode, the input
+# ---------------------------------------------------------------------------
+
+FORWARD_ERRORS = {  # each error path of forward: (x, keyword arguments)
+    "x-list": ([[[0.0] * 8]], {}),
+    "x-2d": (torch.zeros(5, 8), {}),
+    "x-width": (torch.zeros(2, 5, 6), {}),
+    "x-dtype": (torch.zeros(2, 5, 8, dtype=torch.float64), {}),
+    "x-device": (torch.zeros(2, 5, 8, device="meta"), {}),
+    "need_weights": (torch.zeros(2, 5, 8), {"need_weights": "yes"}),
+    "is_causal": (torch.zeros(2, 5, 8), {"is_causal": 1}),
+    "mask-float": (torch.zeros(2, 5, 8), {"mask": torch.zeros(5, 5)}),
+    "mask-shape": (torch.zeros(2, 5, 8), {"mask": torch.ones(3, 5, 5, dtype=torch.bool)}),
+    "mask-device": (torch.zeros(2, 5, 8),
+                    {"mask": torch.ones(5, 5, dtype=torch.bool, device="meta")}),
+    "mask-and-causal": (torch.zeros(2, 5, 8),
+                        {"mask": torch.ones(5, 5, dtype=torch.bool), "is_causal": True}),
+}
+
+
+def layer_state(layer):
+    return layer.training, {k: v.clone() for k, v in layer.state_dict().items()}, [
+        p.grad for p in layer.parameters()]
+
+
+@pytest.mark.parametrize("case", sorted(FORWARD_ERRORS))
+def test_a_refused_forward_changes_nothing(case):
+    x, kwargs = FORWARD_ERRORS[case]
+    layer, _ = make_pair(8, 2, seed=3)
+    x_before = x.clone() if isinstance(x, torch.Tensor) else list(x)
+    training, state, grads = layer_state(layer)
+    with pytest.raises(ValueError, match=r" must "):
+        layer(x, **kwargs)
+    assert layer.training == training and all(g is None for g in grads)
+    assert all(torch.equal(v, state[k]) for k, v in layer.state_dict().items())
+    if isinstance(x, torch.Tensor) and x.device.type != "meta":
+        assert torch.equal(x, x_before)
+
+
+@pytest.mark.parametrize("options", [{"batch_first": False}, {"kdim": 4},
+                                     {"add_bias_kv": True}, {"add_zero_attn": True},
+                                     {"dropout": 0.1}])
+def test_a_refused_from_torch_leaves_the_torch_module_alone(options):
+    ref = nn.MultiheadAttention(8, 2, **{"batch_first": True, **options})
+    state = {k: v.clone() for k, v in ref.state_dict().items()}
+    with pytest.raises(ValueError, match=r"^m\.\w+ (and m\.\w+ )?must "):
+        MultiHeadAttention.from_torch(ref)
+    assert all(torch.equal(v, state[k]) for k, v in ref.state_dict().items())
+
+
+@pytest.mark.parametrize("args", [(8, 3), (0, 1), (8, True), (8.0, 2), (8, 2, "yes")])
+def test_bad_sizes_and_bias_are_refused(args):
+    with pytest.raises(ValueError, match=r"^(embed_dim|num_heads|bias) must "):
+        MultiHeadAttention(*args)
+
+
+@pytest.mark.parametrize("call, pattern", [
+    (lambda: split_heads(torch.zeros(2, 5, 8), 0), r"num_heads must be a positive int, "
+     r"got 0"),
+    (lambda: split_heads(torch.zeros(2, 5, 8), 2.0), r"num_heads must be a positive int"),
+    (lambda: split_heads(torch.zeros(5, 8), 2), r"x must have shape \(B, T, D\), got "
+     r"shape \(5, 8\)"),
+    (lambda: merge_heads(torch.zeros(2, 5, 8)), r"x must have shape \(B, H, T, Dh\), got "
+     r"shape \(2, 5, 8\)"),
+])
+def test_split_and_merge_refuse_bad_input(call, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        call()

@@ -324,3 +324,30 @@ def test_check_yourself_numbers():
         *flat(W["weights"][0]), *flat(double["weights"][0]),
         fmt(double["output"][0, 0]), fmt(W["output"][0, 0]), fmt(twice),
     ])
+
+
+@pytest.mark.parametrize("value, pattern", [
+    (torch.tensor([1.0, 2.0]), r"value must be one number, got a tensor of shape \(2,\)"),
+    ([1.0], r"value must be a number or a tensor, got list"),
+    ("1.5", r"value must be a number or a tensor, got str"),
+    (True, r"value must be real numbers .*got True"),
+    (torch.tensor(1.0, device="meta"), r"value must hold values"),
+])
+def test_fmt_refuses_what_is_not_one_number(value, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        fmt(value)
+
+
+def test_fmt_takes_numbers_and_one_element_tensors():
+    assert [fmt(3), fmt(2.5), fmt(torch.tensor([0.25])), fmt(float("nan"))] == [
+        "3", "2.5000", "0.2500", "nan"]
+
+
+@pytest.mark.parametrize("embeddings, pattern", [
+    ([[1.0, 2.0]], r"embeddings must be a non-empty flat sequence"),
+    ([], r"embeddings must be a non-empty flat sequence"),
+    (["a"], r"embeddings must be real numbers"),
+])
+def test_worked_example_refuses_what_is_not_one_number_per_token(embeddings, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        worked_example(embeddings)

@@ -164,12 +164,12 @@ def test_sinusoidal_positions_break_equivariance_for_every_permutation():
 @pytest.mark.parametrize(
     "args, pattern",
     [
-        ((-1, 4), r"T must be a non-negative integer, got -1"),
-        ((2.0, 4), r"T must be a non-negative integer, got 2.0"),
-        ((True, 4), r"T must be a non-negative integer, got True"),
-        ((3, 5), r"d_model must be a positive even integer.*got 5"),
-        ((3, 0), r"d_model must be a positive even integer.*got 0"),
-        ((3, True), r"d_model must be a positive even integer.*got True"),
+        ((-1, 4), r"T must be a non-negative int, got -1"),
+        ((2.0, 4), r"T must be a non-negative int, got 2.0"),
+        ((True, 4), r"T must be a non-negative int, got True"),
+        ((3, 5), r"d_model must be a positive even int, got 5"),
+        ((3, 0), r"d_model must be a positive even int, got 0"),
+        ((3, True), r"d_model must be a positive even int, got True"),
     ],
 )
 def test_sinusoidal_positions_reject_bad_sizes(args, pattern):
@@ -294,10 +294,12 @@ def test_rope_self_attention_rotates_queries_and_keys_only():
 @pytest.mark.parametrize(
     "x, positions, pattern",
     [
-        (randn(3, 5), None, r"head_dim \(x.shape\[-1\]\) must be a positive even integer.*got 5"),
-        (randn(4), None, r"x must be a float tensor of shape \(..., T, head_dim\), got \(4,\)"),
-        (torch.ones(2, 4, dtype=torch.long), None, r"x must be a float tensor.*got \(2, 4\)"),
-        ([[1.0, 2.0]], None, r"x must be a float tensor.*got list"),
+        (randn(3, 5), None, r"head_dim \(x.shape\[-1\]\) must be a positive even int, got 5"),
+        (randn(4), None, r"x must have shape \(\.\.\., T, head_dim\), got shape \(4,\)"),
+        (torch.ones(2, 4, dtype=torch.long), None, r"x must have dtype float16, .*got int64"),
+        ([[1.0, 2.0]], None, r"x must be a torch.Tensor of shape .*got list"),
+        (randn(3, 4), ["a", "b", "c"], r"positions must be real numbers .*got \['a', 'b', 'c'\]"),
+        (randn(3, 4), [True, False, True], r"positions must be real numbers"),
         (randn(3, 4), [0, 1], r"positions must broadcast to x.shape\[:-1\] = \(3,\), got shape \(2,\)"),
         (randn(3, 4), torch.zeros(2, 3), r"positions must broadcast.*got shape \(2, 3\)"),
     ],
@@ -395,3 +397,27 @@ def test_every_number_in_the_prose_is_one_the_tests_check(page):
     }
     unknown = sorted(set(numbers(prose(page))) - checked)
     assert not unknown, f"numbers on the page that no test checks: {unknown}"
+
+
+@pytest.mark.parametrize("call, pattern", [
+    (lambda: position_angles(torch.arange(3), 5), r"dim must be a positive even int, "
+     r"got 5"),
+    (lambda: position_angles(torch.arange(3), 4, base=0), r"base must be a number in "
+     r"\(0, inf\), got 0"),
+    (lambda: position_angles("abc", 4), r"positions must be real numbers"),
+    (lambda: rope_score(torch.ones(3), torch.ones(3), 1, 0), r"head_dim = q.shape\[0\] "
+     r"must be a positive even int, got 3"),
+    (lambda: rope_score(torch.ones(4), torch.ones(4), 1.5, float("inf")),
+     r"k_pos must be a number in \(-inf, inf\), got inf"),
+    (lambda: permutation_gap(lambda t: t, torch.zeros(1, 3, 2), [0, 1, 1]),
+     r"perm must be a permutation of 0..2"),
+    (lambda: permutation_gap(lambda t: t[..., :1, :], torch.zeros(1, 3, 2), [0, 1, 2]),
+     r"layer's output must have shape \(\.\.\., T, d_v\) with T = 3"),
+])
+def test_positions_refuse_bad_input(call, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        call()
+
+
+def test_permutation_gap_of_no_tokens_is_zero():
+    assert permutation_gap(lambda t: 2 * t, torch.zeros(2, 0, 4), []) == 0.0

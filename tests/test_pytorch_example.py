@@ -228,10 +228,13 @@ def test_bad_sizes_are_a_clear_value_error(args, pattern):
 @pytest.mark.parametrize(
     "x, pattern",
     [
-        ([[1.0] * 5], r"x must be a torch.Tensor, got list"),
-        (torch.zeros(5), r"x must have shape \(\.\.\., T, d_model\) with d_model=5, got \(5,\)"),
-        (torch.zeros(1, 4, 6), r"with d_model=5, got \(1, 4, 6\)"),
-        (torch.zeros(4, 5, 1), r"with d_model=5, got \(4, 5, 1\)"),
+        ([[1.0] * 5], r"x must be a torch.Tensor of shape \(\.\.\., T, d_model\), got list"),
+        (torch.zeros(5), r"x must have shape \(\.\.\., T, d_model\), got shape \(5,\)"),
+        (torch.zeros(1, 4, 5).double(), r"x must have the dtype of the layer's weights, "
+         r"float32, got float64"),
+        (torch.zeros(1, 4, 6), r"x must have shape \(\.\.\., T, d_model\) with d_model = 5 "
+         r"as in the layer's weights of shape \(5, 5\), got shape \(1, 4, 6\)"),
+        (torch.zeros(4, 5, 1), r"with d_model = 5 .*got shape \(4, 5, 1\)"),
     ],
 )
 def test_bad_input_is_a_clear_value_error(x, pattern):
@@ -243,11 +246,17 @@ def test_bad_input_is_a_clear_value_error(x, pattern):
 @pytest.mark.parametrize(
     "mats, pattern",
     [
-        (("a", randn(5, 5), randn(5, 5)), r"w_q must be a tensor, got str"),
-        ((randn(5, 5), randn(5), randn(5, 5)), r"w_k must have shape \(d_model, d\), got \(5,\)"),
+        (("a", randn(5, 5), randn(5, 5)), r"w_q must be a torch.Tensor of shape "
+         r"\(d_model, d_k\), got str"),
+        ((randn(5, 5), randn(5), randn(5, 5)), r"w_k must have shape \(d_model, d_k\), "
+         r"got shape \(5,\)"),
         ((randn(5, 5), randn(5, 5), randn(1, 5, 5)), r"w_v must have shape.*\(1, 5, 5\)"),
-        ((randn(5, 4), randn(5, 3), randn(5, 5)), r"w_k must have w_q's shape \(5, 4\).*w_k \(5, 3\)"),
-        ((randn(5, 4), randn(5, 4), randn(6, 5)), r"w_v shape \(5, d_v\).*w_v \(6, 5\)"),
+        ((randn(5, 4), randn(5, 3), randn(5, 5)), r"w_k must have shape \(d_model, d_k\) "
+         r"with d_k = 4 as in w_q of shape \(5, 4\), got shape \(5, 3\)"),
+        ((randn(5, 4), randn(5, 4), randn(6, 5)), r"w_v must have shape \(d_model, d_v\) "
+         r"with d_model = 5 as in w_q of shape \(5, 4\), got shape \(6, 5\)"),
+        ((randn(5, 4), randn(5, 4), randn(5, 5).double()), r"w_v must have the dtype of "
+         r"w_q, float32, got float64"),
     ],
 )
 def test_bad_matrices_are_a_clear_value_error(mats, pattern):
@@ -467,9 +476,13 @@ def test_comparison_table(page):
         f"yes: {n_params} parameters, {n_numbers} numbers"
     )
     assert "over 1000 runs" in flat(section(page, "Side by side"))
-    # "a RuntimeError from the matrix product, about mat1 and mat2"
+    # "a RuntimeError from the matrix product, about mat1 and mat2": the article's
+    # recipe multiplies plain tensors (article_attention checks its arguments first)
     x, w_q, w_k, w_v = article_example(torch.Generator().manual_seed(0))
     with pytest.raises(RuntimeError, match="mat1 and mat2"):
+        torch.zeros(1, 4, 6) @ w_q
+    with pytest.raises(ValueError, match=r"w_q must have shape \(d_model, d_k\) with "
+                                         r"d_model = 6 as in x"):
         article_attention(torch.zeros(1, 4, 6), w_q, w_k, w_v)
 
 
@@ -521,3 +534,66 @@ def test_every_number_in_the_prose_is_accounted_for(page):
     found = set(numbers(text.replace("%", "")))
     assert found <= checked | by_definition, sorted(found - checked - by_definition)
 
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float16, 1e-3), (torch.bfloat16, 1e-2),
+                                        (torch.float32, 1e-5)])
+def test_saturation_stats_in_each_dtype_match_float64_at_the_stated_accuracy(dtype, tol):
+    """The docstring's claim, on scores far from the 0.99 threshold of "saturated"."""
+    scores = scaled_scores_by_init(num_runs=50)["torch.randn"].to(dtype)  # (50, 4, 4)
+    got, exact = saturation_stats(scores), saturation_stats(scores.double())
+    for key in got:
+        assert math.isclose(got[key], exact[key], rel_tol=tol, abs_tol=tol), key
+
+
+# A refused call changes nothing: the layer, the input, the caller's generator
+
+SELF_ATTENTION_ERRORS = {
+    "x-list": ([[1.0] * 5], {}),
+    "x-width": (torch.zeros(1, 4, 6), {}),
+    "x-dtype": (torch.zeros(1, 4, 5, dtype=torch.float64), {}),
+    "x-device": (torch.zeros(1, 4, 5, device="meta"), {}),
+    "mask-float": (torch.zeros(1, 4, 5), {"mask": torch.zeros(4, 4)}),
+    "mask-and-causal": (torch.zeros(1, 4, 5),
+                        {"mask": torch.ones(4, 4, dtype=torch.bool), "is_causal": True}),
+    "is_causal": (torch.zeros(1, 4, 5), {"is_causal": "no"}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SELF_ATTENTION_ERRORS))
+def test_a_refused_forward_changes_nothing(case):
+    x, kwargs = SELF_ATTENTION_ERRORS[case]
+    layer = seeded_layer(5, 5)
+    state = {k: v.clone() for k, v in layer.state_dict().items()}
+    x_before = x.clone() if isinstance(x, torch.Tensor) else x
+    with pytest.raises(ValueError, match=r" must "):
+        layer(x, **kwargs)
+    assert all(torch.equal(v, state[k]) for k, v in layer.state_dict().items())
+    assert all(p.grad is None for p in layer.parameters())
+    if isinstance(x, torch.Tensor) and x.device.type != "meta":
+        assert torch.equal(x, x_before)
+
+
+@pytest.mark.parametrize("kwargs", [{"seq_len": 0}, {"d_model": 2.0},
+                                    {"weight_scale": float("nan")}, {"generator": 3}])
+def test_a_refused_article_example_draws_nothing(kwargs):
+    generator = torch.Generator().manual_seed(0)
+    state, global_state = generator.get_state(), torch.get_rng_state()
+    with pytest.raises(ValueError, match=r" must "):
+        article_example(**{"generator": generator, **kwargs})
+    assert torch.equal(generator.get_state(), state)
+    assert torch.equal(torch.get_rng_state(), global_state)
+
+
+@pytest.mark.parametrize("args", [(0, 4), (5, True), (5, 4, 3.0), (5, 4, 3, "no")])
+def test_bad_sizes_and_bias_are_refused(args):
+    with pytest.raises(ValueError, match=r"^(d_model|d_k|d_v|bias) must "):
+        SelfAttention(*args)
+
+
+def test_from_matrices_keeps_the_matrices_dtype():
+    """It used to copy float64 matrices into a float32 layer, silently."""
+    w = torch.randn(5, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    layer = SelfAttention.from_matrices(w, w, w)
+    assert layer.w_q.weight.dtype == torch.float64
+    assert torch.equal(layer.w_q.weight, w.T)

@@ -105,10 +105,15 @@ def test_sample_scores_are_dot_products_of_the_first_dk_coordinates():
 @pytest.mark.parametrize(
     "kwargs, pattern",
     [
-        ({"d_k_values": ()}, r"d_k_values must be positive ints, got \(\)"),
-        ({"d_k_values": (4, 0)}, r"d_k_values must be positive ints, got \(4, 0\)"),
-        ({"d_k_values": (4.0,)}, r"d_k_values must be positive ints, got \(4.0,\)"),
-        ({"d_k_values": (4,), "num_keys": 1}, r"num_keys must be at least 2.*got 1"),
+        ({"d_k_values": ()}, r"d_k_values must be a non-empty list of positive ints, "
+         r"got \(\)"),
+        ({"d_k_values": (4, 0)}, r"d_k_values\[1\] must be a positive int, got 0"),
+        ({"d_k_values": (4.0,)}, r"d_k_values\[0\] must be a positive int, got 4.0"),
+        ({"d_k_values": (True,)}, r"d_k_values\[0\] must be a positive int, got True"),
+        ({"d_k_values": 4}, r"d_k_values must be a list of positive ints, got int"),
+        ({"d_k_values": (4,), "num_keys": 1}, r"num_keys must be an int >= 2, got 1"),
+        ({"d_k_values": (4,), "num_groups": 0}, r"num_groups must be a positive int"),
+        ({"d_k_values": (4,), "seed": -1}, r"seed must be an int from 0 to 9223372036854775807, got -1"),
     ],
 )
 def test_sample_scores_rejects_bad_input(kwargs, pattern):

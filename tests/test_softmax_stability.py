@@ -162,12 +162,17 @@ def test_float16_stable_softmax_equals_torch_softmax():
 @pytest.mark.parametrize(
     "call, pattern",
     [
-        (lambda: naive_softmax([1.0, 2.0]), r"x must be a torch.Tensor, got list"),
-        (lambda: stable_softmax(torch.tensor([1, 2])), r"x must be a floating-point.*int64"),
+        (lambda: naive_softmax([1.0, 2.0]), r"x must be a torch.Tensor of shape \(\.\.\., n\), got list"),
+        (lambda: stable_softmax(torch.tensor([1, 2])), r"x must have dtype float16, .*got int64"),
         (lambda: stable_softmax(torch.zeros(2, 3), dim=2),
-         r"dim must index a dimension of x, which has shape \(2, 3\).*-2 <= dim < 2, got 2"),
-        (lambda: logsumexp(torch.tensor(1.0)), r"dim must index.*shape \(\).*got -1"),
-        (lambda: log_softmax(torch.zeros(3), dim=-2), r"-1 <= dim < 1, got -2"),
+         r"dim must be an int from -2 to 1 \(x has shape \(2, 3\)\), got 2"),
+        (lambda: logsumexp(torch.tensor(1.0)), r"x must have shape \(\.\.\., n\), got shape \(\)"),
+        (lambda: log_softmax(torch.zeros(3), dim=-2), r"dim must be an int from -1 to 0 .*got -2"),
+        (lambda: stable_softmax(torch.zeros(2, 0)), r"x must have at least one entry along dim=-1, got shape \(2, 0\)"),
+        (lambda: logsumexp(torch.zeros(2, 0)), r"x must have at least one entry along dim=-1"),
+        (lambda: log_softmax(torch.zeros(0, 2), dim=0), r"x must have at least one entry along dim=0"),
+        (lambda: naive_softmax(torch.zeros(2), dim=True), r"dim must be an int .*got True"),
+        (lambda: logsumexp(torch.zeros(2), keepdim=1), r"keepdim must be True or False, got 1"),
     ],
 )
 def test_bad_scores_are_a_clear_value_error(call, pattern):
@@ -247,13 +252,13 @@ def test_attention_dropout_in_eval_mode_is_the_identity():
 
 @pytest.mark.parametrize("p", [1, 1.0, -0.1, 1.5, math.nan, True, "0.1", None])
 def test_attention_dropout_rejects_bad_p(p):
-    with pytest.raises(ValueError, match=r"p must be a probability with 0 <= p < 1, got"):
+    with pytest.raises(ValueError, match=r"p must be a number in \[0, 1\), got"):
         attention_dropout(torch.ones(2, 2), p)
 
 
 @pytest.mark.parametrize("num_masks", [0, -3, 2.5, True, "10"])
 def test_dropout_average_rejects_bad_num_masks(num_masks):
-    with pytest.raises(ValueError, match=r"num_masks must be a positive integer, got"):
+    with pytest.raises(ValueError, match=r"num_masks must be a positive int, got"):
         dropout_average(torch.ones(2, 2), 0.1, num_masks)
 
 
@@ -445,3 +450,33 @@ def test_every_number_in_the_prose_is_one_the_tests_check(page):
         checked |= {x, next_up(x, dtype)}
     unknown = sorted(set(numbers(prose(page))) - checked)
     assert not unknown, f"numbers on the page that no test checks: {unknown}"
+
+
+@pytest.mark.parametrize("call", [
+    lambda g: attention_dropout(torch.ones(2, 2), 1.0, generator=g),
+    lambda g: attention_dropout(torch.ones(2, 2), 0.5, training="yes", generator=g),
+    lambda g: attention_dropout([1.0], 0.5, generator=g),
+    lambda g: dropout_average(torch.ones(2, 2), 0.5, 0, generator=g),
+    lambda g: dropout_average(torch.ones(2, 2), -0.5, 3, generator=g),
+])
+def test_a_refused_dropout_draws_nothing(call):
+    """The generator is the caller's state: a refused call leaves it where it was."""
+    generator = torch.Generator().manual_seed(0)
+    state, global_state = generator.get_state(), torch.get_rng_state()
+    with pytest.raises(ValueError, match=r" must "):
+        call(generator)
+    assert torch.equal(generator.get_state(), state)
+    assert torch.equal(torch.get_rng_state(), global_state)
+
+
+def test_attention_dropout_refuses_a_generator_that_is_not_one():
+    with pytest.raises(ValueError, match=r"generator must be None or a torch.Generator, "
+                                         r"got int"):
+        attention_dropout(torch.ones(2), 0.5, generator=3)
+
+
+def test_overflow_threshold_refuses_other_dtypes():
+    with pytest.raises(ValueError, match=r"dtype must be one of torch.float16, "
+                                         r"torch.bfloat16, torch.float32, torch.float64, "
+                                         r"got torch.int32"):
+        overflow_threshold(torch.int32)

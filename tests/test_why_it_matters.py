@@ -264,18 +264,26 @@ def test_the_page_states_the_computed_cost():
     "call, pattern",
     [
         (lambda: rnn(torch.zeros(3, 5), torch.zeros(8, 8), torch.zeros(8, 8)),
-         r"x must have shape \(T, d_in\) with d_in = 8 .*got \(3, 5\)"),
+         r"w_x must have shape \(d_in, d_h\) with d_in = 5 as in x of shape \(3, 5\), "
+         r"got shape \(8, 8\)"),
         (lambda: rnn(torch.zeros(8), torch.zeros(8, 8), torch.zeros(8, 8)),
-         r"x must have shape \(T, d_in\).*got \(8,\)"),
+         r"x must have shape \(T, d_in\), got shape \(8,\)"),
         (lambda: rnn([[0.0] * 8], torch.zeros(8, 8), torch.zeros(8, 8)),
-         r"x must have shape \(T, d_in\).*got list"),
+         r"x must be a torch.Tensor of shape \(T, d_in\), got list"),
         (lambda: rnn(torch.zeros(3, 8), torch.zeros(8, 4), torch.zeros(8, 8)),
-         r"w_h must have shape \(d_h, d_h\) = \(4, 4\).*got \(8, 8\)"),
+         r"w_h must have shape \(d_h, d_h\) with d_h = 4 as in w_x of shape \(8, 4\), "
+         r"got shape \(8, 8\)"),
+        (lambda: rnn(torch.zeros(3, 8), torch.zeros(8, 8), torch.zeros(8, 8).double()),
+         r"w_h must have the dtype of x, float32, got float64"),
         (lambda: hops(torch.ones(3, 3, dtype=torch.bool), 0, 3),
-         r"target must be a position in 0..2, got 3"),
+         r"target must be an int from 0 to 2, got 3"),
         (lambda: hops(torch.ones(3, 3, dtype=torch.bool), -1, 2),
-         r"source must be a position in 0..2, got -1"),
-        (lambda: score_matrix_size(0), r"n must be a positive number of tokens, got 0"),
+         r"source must be an int from 0 to 2, got -1"),
+        (lambda: hops(torch.ones(3, 3), 0, 2), r"graph must have dtype bool, got float32"),
+        (lambda: hops(torch.ones(3, 2, dtype=torch.bool), 0, 1),
+         r"graph must have shape \(T, T\) with T = 3 as in graph"),
+        (lambda: score_matrix_size(0), r"n must be a positive int, got 0"),
+        (lambda: score_matrix_size(4, "float32"), r"dtype must be a torch.dtype, got str"),
         (lambda: score_matrix_size(2.5), r"got 2.5"),
         (lambda: score_matrix_size(True), r"got True"),
     ],
@@ -289,3 +297,21 @@ def test_the_page_links_where_the_site_goes_deeper():
     deeper = section(PAGE, "Where the site goes deeper")
     for page in ("efficient.md", "masks.md", "scaling.md"):
         assert f"]({page})" in deeper  # that they resolve, the strict build checks
+
+
+def test_rnn_of_no_tokens_has_no_states():
+    assert rnn(torch.zeros(0, 3), torch.zeros(3, 2), torch.zeros(2, 2)).shape == (0, 2)
+
+
+@pytest.mark.parametrize("call, pattern", [
+    (lambda: dependency_graph(lambda x: x.sum(-1), torch.zeros(3, 2)),
+     r"step's output must have shape \(T, d_out\), got shape \(3,\)"),
+    (lambda: dependency_graph(3, torch.zeros(3, 2)), r"step must be a function, got int"),
+    (lambda: influence(lambda x: x, torch.zeros(3, 2), source=3),
+     r"source must be an int from -3 to 2, got 3"),
+    (lambda: influence(lambda x: x, torch.zeros(3, 2, dtype=torch.float16)),
+     r"x must have dtype float32 or float64, got float16"),
+])
+def test_reach_refuses_bad_input(call, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        call()

@@ -43,13 +43,12 @@
 --8<-- "snippets/attention.py:scale"
 --8<-- "snippets/attention.py:softmax"
 --8<-- "snippets/attention.py:weighted-sum"
---8<-- "snippets/attention.py:check-inputs"
+--8<-- "snippets/checks.py:input-checks"
 --8<-- "snippets/attention.py:causal-mask"
 --8<-- "snippets/attention.py:sdpa"
 --8<-- "snippets/multi_head.py:imports"
 --8<-- "snippets/multi_head.py:split-heads"
 --8<-- "snippets/multi_head.py:merge-heads"
---8<-- "snippets/multi_head.py:input-checks"
 --8<-- "snippets/multi_head.py:multihead-module"
 
 # %% [markdown]

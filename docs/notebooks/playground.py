@@ -34,6 +34,7 @@
 
 # %%
 --8<-- "snippets/attention.py:imports"
+--8<-- "snippets/checks.py:input-checks"
 --8<-- "snippets/attention.py:project"
 --8<-- "snippets/attention.py:scores"
 --8<-- "snippets/attention.py:scale"
