@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-from tests.harness import DOCS, FENCE
+from hooks.markers import fences
+from tests.harness import DOCS
 
 NUMBER = re.compile(r"(?<![\w.])[-−]?\d+(?:\.\d+)?(?:e[-+]?\d+)?(?![\w.]*\w)")
 
@@ -15,16 +16,9 @@ def read_page(name: str) -> str:
 
 def prose(text: str) -> str:
     """The page without its fenced blocks (code and printed output)."""
-    out, fence = [], None
-    for line in text.splitlines(keepends=True):
-        m = FENCE.match(line.rstrip("\n"))
-        if fence is None and m:
-            fence = m.group("ticks")
-        elif fence is not None and line.lstrip().startswith(fence):
-            fence = None
-        elif fence is None:
-            out.append(line)
-    return "".join(out)
+    inside = {n for f in fences(text) for n in range(f.lineno, f.end + 1)}
+    lines = text.splitlines(keepends=True)
+    return "".join(line for n, line in enumerate(lines, start=1) if n not in inside)
 
 
 def section(text: str, heading: str) -> str:
