@@ -221,7 +221,8 @@ def expand(lines: list[str], file: str) -> tuple[list[str], list[Origin]]:
             origins += [here] * len(expanded)
     # Lines expand one by one as in the whole page, except in the block form of an
     # include (a --8<-- line, file names, a --8<-- line): then keep the site's text.
-    if any((m := pre.RE_ALL_SNIPPETS.match(x)) and m["block_marker"] for x in lines):
+    if any((m := pre.RE_ALL_SNIPPETS.match(x)) and m["block_marker"] and not m["escape"]
+           for x in lines):
         out = pre.run(list(lines))
         origins = [Origin(f"{file} after includes", n) for n in range(1, len(out) + 1)]
     return out, origins
