@@ -156,6 +156,9 @@ PLANTED = {  # page: (its text, what the suite must report)
                       rf"{GROUND_TRUTH}\[raw-output\.md\]"),
     "blockquote.md": ("> ```python\n> print(1 + 1)\n> ```\n",
                       rf"{GROUND_TRUTH}\[blockquote\.md\]"),
+    "static.html": ('<div class="language-python highlight"><pre><code>print(1 + 1)'
+                    "</code></pre></div>\n", r"FAILED tests/test_ground_truth\.py::"
+                    r"test_built_pages_without_a_source_show_no_code"),
     "mermaid.md": ('<pre class="mermaid">graph LR\n  A --> B</pre>\n',
                    r"mermaid/index\.html: mermaid"),
     "notebooks/planted.py": ("# %% [markdown]\n# # Planted\n#\n# ```python\n"
@@ -192,6 +195,8 @@ def planted_run(tmp_path_factory):
     )
     proc = run_suite(project, "docs", "tests/test_ground_truth.py::"
                      "test_everything_shown_was_run_and_compared",
+                     "tests/test_ground_truth.py::"
+                     "test_built_pages_without_a_source_show_no_code",
                      "tests/test_site.py::test_site_loads_nothing_from_other_hosts")
     return proc.stdout + proc.stderr
 
