@@ -15,8 +15,9 @@ import pytest
 from filelock import FileLock
 from hypothesis import settings
 
+from tests.harness import IN_CI
+
 ROOT = Path(__file__).resolve().parent.parent
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 # Locally, Hypothesis explores new examples each run (and remembers failures in
 # .hypothesis/); under CI it replays a fixed sequence, so a run cannot fail by luck.
