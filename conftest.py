@@ -1,10 +1,12 @@
-"""Collect every ``python`` block of every page under docs/ as a pytest item.
+"""Collect every Python block of every page under docs/ (Markdown pages and the
+Markdown cells of notebooks) as a pytest item.
 
-The item for the block whose fence opens on line 42 of docs/index.md is
-``docs/index.md::index.md:42``; select it with ``-k "index.md:42"``.
+The item for the block whose fence opens on line 42 of docs/attention.md is
+``docs/attention.md::attention.md:42``; select it with ``-k "attention.md:42"``.
+pytest-codeblocks' own items cannot serve: they run a block without its includes,
+compare one output per chain and apply any mark a page writes.
 """
 
-import importlib
 from pathlib import Path
 
 import pytest
@@ -13,32 +15,42 @@ from tests import harness
 
 
 def pytest_collect_file(parent, file_path: Path):
-    if file_path.suffix == ".md" and harness.DOCS in file_path.parents:
-        return MarkdownPage.from_parent(parent, path=file_path)
+    if harness.DOCS in file_path.parents and harness.is_page(file_path):
+        return DocsPage.from_parent(parent, path=file_path)
     return None
 
 
-class MarkdownPage(pytest.File):
+class DocsPage(pytest.File):
     def collect(self):
-        for block in harness.collect_page(self.path):
-            item = CodeBlockItem.from_parent(self, name=block.name, block=block)
-            for mark in block.marks:
-                item.add_marker(eval(mark, {"pytest": pytest}))  # noqa: S307
+        try:
+            blocks = harness.collect_page(self.path)
+            verdicts = harness.verdicts(harness.page_name(self.path), blocks)
+        except (harness.PageError, ValueError) as err:
+            raise self.CollectError(str(err)) from err
+        for block, verdict in zip(blocks, verdicts):
+            item = CodeBlockItem.from_parent(self, name=block.name, block=block,
+                                             verdict=verdict)
+            for mark in verdict.marks:
+                item.add_marker(mark)
             yield item
 
 
 class CodeBlockItem(pytest.Item):
-    def __init__(self, *, block, **kwargs):
+    def __init__(self, *, block, verdict, **kwargs):
         super().__init__(**kwargs)
         self.block = block
+        self.verdict = verdict
 
     def runtest(self):
+        if self.verdict.problems:
+            raise harness.NotAllowed("\n".join(self.verdict.problems))
         if self.block.importorskip:
             pytest.importorskip(self.block.importorskip)
         harness.run_block(self.block)
 
     def repr_failure(self, excinfo, style=None):
-        if isinstance(excinfo.value, (harness.BlockFailure, harness.OutputMismatch)):
+        if isinstance(excinfo.value, (harness.BlockFailure, harness.OutputMismatch,
+                                      harness.NotAllowed)):
             return str(excinfo.value)
         return super().repr_failure(excinfo, style)
 

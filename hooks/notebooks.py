@@ -2,7 +2,8 @@
 
 - Removes the MathJax loader that nbconvert's template adds (a script tag with an
   empty or remote ``src``): the site loads no script from anywhere else, and math is
-  converted to MathML here at build time, as on every other page.
+  converted to MathML here at build time, as on every other page. Removes its mermaid
+  loader too, which would import mermaid from a CDN for a diagram.
 - Converts ``$...$`` and ``$$...$$`` in the rendered Markdown cells to MathML; TeX that
   does not parse is a warning, so the strict build fails.
 - Expands ``--8<-- "snippets/x.py:section"`` lines in code cells with pymdownx.snippets
@@ -32,6 +33,10 @@ log = logging.getLogger("mkdocs.hooks.notebooks")
 
 NOTEBOOKS = "notebooks/"
 MATHJAX = re.compile(r"<!-- Load mathjax -->.*?<!-- End of mathjax configuration -->", re.S)
+# nbconvert's loader that imports mermaid from cdnjs when a page has a diagram.
+MERMAID = re.compile(r'<script type="module">\s*document\.addEventListener\('
+                     r'"DOMContentLoaded", async \(\) => \{\s*const diagrams = '
+                     r'document\.querySelectorAll\("\.jp-Mermaid.*?</script>', re.S)
 MARKDOWN_CELL = re.compile(
     r'(<div class="jp-RenderedHTMLCommon jp-RenderedMarkdown[^"]*"[^>]*>)(.*?)(</div>)', re.S
 )
@@ -125,7 +130,7 @@ def on_files(files, config, **kwargs):
 def on_page_content(html_text, page, **kwargs):
     if not is_notebook(page.file.src_uri):
         return html_text
-    html_text = MATHJAX.sub("", html_text)
+    html_text = MERMAID.sub("", MATHJAX.sub("", html_text))
     html_text, errors = convert_math(html_text, page.file.src_uri)
     for error in errors:
         log.warning(error)

@@ -15,8 +15,9 @@ import pytest
 from filelock import FileLock
 from hypothesis import settings
 
+from tests.harness import IN_CI
+
 ROOT = Path(__file__).resolve().parent.parent
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 # Locally, Hypothesis explores new examples each run (and remembers failures in
 # .hypothesis/); under CI it replays a fixed sequence, so a run cannot fail by luck.
@@ -74,23 +75,51 @@ def site(site_build) -> Path:
     return site_build.path
 
 
-@pytest.fixture
-def scratch_project(tmp_path) -> Path:
-    """The project's config and hooks in a temp folder, with snippets/attention.py and
-    a docs/ that holds only the site's assets, for tests that build a small site of
+def make_scratch_project(path: Path) -> Path:
+    """The project's config and hooks in ``path``, with snippets/attention.py and a
+    docs/ that holds only the site's assets, for tests that build a small site of
     their own. The ``nav`` is dropped so that the pages a test writes make the site,
     and the figures package comes without its figure modules, so none is drawn."""
-    shutil.copytree(ROOT / "hooks", tmp_path / "hooks",
+    shutil.copytree(ROOT / "hooks", path / "hooks",
                     ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(ROOT / "docs", tmp_path / "docs",
+    shutil.copytree(ROOT / "docs", path / "docs",
                     ignore=shutil.ignore_patterns("*.md", "notebooks"))
-    (tmp_path / "snippets").mkdir()
+    (path / "snippets").mkdir()
     for name in ("__init__.py", "attention.py", "checks.py"):  # attention imports checks
-        shutil.copy(ROOT / "snippets" / name, tmp_path / "snippets" / name)
-    (tmp_path / "figures").mkdir()
+        shutil.copy(ROOT / "snippets" / name, path / "snippets" / name)
+    (path / "figures").mkdir()
     for name in ("__init__.py", "svg.py"):
-        shutil.copy(ROOT / "figures" / name, tmp_path / "figures" / name)
+        shutil.copy(ROOT / "figures" / name, path / "figures" / name)
     config = (ROOT / "mkdocs.yml").read_text()
     config = re.sub(r"(?ms)^nav:\n.*?(?=^\S)", "", config)
-    (tmp_path / "mkdocs.yml").write_text(config)
-    return tmp_path
+    (path / "mkdocs.yml").write_text(config)
+    return path
+
+
+@pytest.fixture
+def scratch_project(tmp_path) -> Path:
+    """A scratch copy of the project (see ``make_scratch_project``)."""
+    return make_scratch_project(tmp_path)
+
+
+# What it takes to run the code-block items, the ground truth and the offline check
+# on a scratch project.
+SUITE = ["conftest.py", "pyproject.toml", "tests/__init__.py", "tests/conftest.py",
+         "tests/harness.py", "tests/sitecheck.py", "tests/test_ground_truth.py",
+         "tests/test_site.py"]
+
+
+def run_suite(project: Path, *tests: str) -> subprocess.CompletedProcess:
+    """Copy the suite into a scratch project and run ``tests`` there, as a developer
+    would run them (not under CI, no xdist, nothing shared with this run)."""
+    for name in SUITE:
+        (project / name).parent.mkdir(exist_ok=True)
+        shutil.copy(ROOT / name, project / name)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PYTEST_", "COV_CORE", "COVERAGE")) and k != "CI"}
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:cov",
+         "-p", "no:xdist", "-rA", "--tb=short", "--continue-on-collection-errors",
+         "--basetemp", str(project / "tmp"), *tests],
+        cwd=project, capture_output=True, text=True, env=env,
+    )

@@ -1,18 +1,28 @@
-"""Run every ``python`` code block of the docs exactly as a reader sees it.
+"""Run every Python code block of the docs exactly as a reader sees it.
 
-Blocks are found by pytest-codeblocks (its markers: ``cont``, ``expected-output``,
-``importorskip``, ``pytest.mark.*``), then every ``--8<--`` include inside a block is
-expanded by pymdownx.snippets configured as in ``mkdocs.yml``. Each block runs in a fresh
-namespace with the random number generators put in an unpredictable state, so a block
-that forgets its seed or an import fails instead of leaning on an earlier block. A
-failure names the page and the line in the page (or the snippets line an include came
-from).
+A page is read as the site renders it: pymdownx.snippets, configured as in
+``mkdocs.yml``, expands its ``--8<--`` includes (inside code blocks and around them),
+then pytest-codeblocks' parser (``hooks.markers.fences``) finds the fences and their
+markers. Every fence that Pygments highlights as Python runs; the fence after an
+``expected-output`` marker is what it must print. A notebook page gives the harness its
+Markdown cells; its code cells are run by the strict build.
+
+Custom here, because no library does it:
+- each line's origin, so a failure names the page line, or the ``snippets/`` line an
+  include brought in;
+- per-part expected outputs: each part of a ``cont`` chain may show what it prints;
+- a fresh namespace per block, with the random generators scrambled, so a block that
+  leans on an earlier one or forgets its seed fails;
+- the "All the code on this page" block runs alone, in a fresh interpreter;
+- the one list of blocks that may skip or fail, and why (``tests/skips.toml``).
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import difflib
+import importlib.util
 import io
 import linecache
 import os
@@ -21,60 +31,97 @@ import re
 import subprocess
 import sys
 import textwrap
+import tomllib
 import traceback
+from collections import Counter
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
+import jupytext
 import markdown
-from mkdocs.config import load_config
-from pytest_codeblocks import extract_from_buffer
+import pytest
+from mkdocs.utils import is_markdown_file
+from mkdocs.utils.yaml import yaml_load
+
+from hooks.markers import PageError, fences
+from hooks.notebooks import expand_includes, is_notebook
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
-
-# The fence's language is the first word of its info string: ```python title="x.py"
-FENCE = re.compile(r"^(?P<indent>\s*)(?P<ticks>`{3,})\s*(?P<info>.*)$")
-INCLUDE = re.compile(r"""^(?P<indent>\s*)-{1,}8<-{1,}\s+(?P<q>["'])(?P<target>.+?)(?P=q)\s*$""")
+REGISTRY = ROOT / "tests" / "skips.toml"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 # A title marks a block that a reader runs on its own in a fresh interpreter.
 STANDALONE_TITLE = "all the code on this page"
 
 
-def language(info: str | None) -> str:
-    return (info or "").split(" ", 1)[0].split("{", 1)[0].strip().lower()
-
-
-class IncludeError(RuntimeError):
+class IncludeError(PageError):
     """An ``--8<--`` include names a file or section that does not exist."""
+
+
+class BlockFailure(Exception):
+    """A code block raised; the message carries a traceback in page terms."""
+
+
+class OutputMismatch(AssertionError):
+    """What a block printed differs from the expected-output block under it."""
+
+
+class NotAllowed(Exception):
+    """A block skips or may fail without a reason listed in tests/skips.toml."""
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a line of the expanded page was written."""
+
+    file: str  # "docs/attention.md", "snippets/attention.py"
+    line: int
+    via: Origin | None = None  # the page line of the include that brought it in
+
+    @property
+    def on_page(self) -> Origin:
+        return self.via or self
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}" + (f" (included at {self.via})" if self.via else "")
 
 
 @dataclass
 class Piece:
-    """One fence's worth of code, with how its lines map back, and what it prints."""
+    """One fence's worth of code, with where its lines come from and what it prints."""
 
-    lineno: int  # line of the opening fence
-    code: str  # after include expansion
-    origin: list[str]  # per line of ``code``: "docs/page.md:N" or "snippets/x.py:N"
+    where: Origin  # the opening fence
+    code: str
+    origins: list[Origin]  # per line of ``code``
     expected_output: str | None = None
     ignore_whitespace: bool = False
-    expected_lines: tuple[int, int] | None = None  # body line span, for update_page
-    expected_indent: str = ""
+    output_at: tuple[Origin, Origin, str] | None = None  # its fences and indent
+
+    @property
+    def lineno(self) -> int:
+        return self.where.on_page.line
 
 
 @dataclass
 class Block:
     """A runnable unit: a fence plus the ``cont`` fences that continue it."""
 
-    page: str  # "index.md"
-    lineno: int  # line of the opening fence
+    page: str  # "attention.md"
     info: str
     pieces: list[Piece]
-    importorskip: str | None = None
     marks: list[str] = field(default_factory=list)
+    importorskip: str | None = None
+
+    @property
+    def lineno(self) -> int:
+        return self.pieces[0].lineno
 
     @property
     def name(self) -> str:
-        return f"{self.page}:{self.lineno}"
+        where = self.pieces[0].where
+        name = f"{where.on_page.file.removeprefix('docs/')}:{where.on_page.line}"
+        return name + (f" ({where.file}:{where.line})" if where.via else "")
 
     @property
     def standalone(self) -> bool:
@@ -86,170 +133,303 @@ class Block:
 
 
 @cache
+def mkdocs_yml() -> dict:
+    """``mkdocs.yml`` read as MkDocs reads it, but not validated: loading every plugin
+    takes seconds."""
+    return yaml_load((ROOT / "mkdocs.yml").read_text())
+
+
+def mkdocs_settings(name: str) -> dict:
+    """The settings ``mkdocs.yml`` gives a Markdown extension or a plugin."""
+    config = mkdocs_yml()
+    for entry in config.get("markdown_extensions", []) + config.get("plugins", []):
+        if isinstance(entry, dict) and name in entry:
+            return dict(entry[name] or {})
+    return {}
+
+
+@cache
+def snippets_config() -> dict:
+    """pymdownx.snippets' settings from ``mkdocs.yml``, its base paths taken from the
+    repository root rather than the current directory."""
+    config = mkdocs_settings("pymdownx.snippets")
+    base = config.get("base_path", ["."])
+    config["base_path"] = [str(ROOT / b) for b in ([base] if isinstance(base, str) else base)]
+    return config
+
+
+@cache
 def snippet_preprocessor():
-    """pymdownx.snippets' own preprocessor, with the settings ``mkdocs.yml`` uses."""
-    config = load_config(str(ROOT / "mkdocs.yml"))
-    md = markdown.Markdown(
-        extensions=["pymdownx.snippets"],
-        extension_configs={"pymdownx.snippets": config["mdx_configs"]["pymdownx.snippets"]},
-    )
+    """pymdownx.snippets' own preprocessor, with the site's settings."""
+    md = markdown.Markdown(extensions=["pymdownx.snippets"],
+                           extension_configs={"pymdownx.snippets": snippets_config()})
     return md.preprocessors["snippet"]
 
 
-def _section_start(path: Path, section: str | None) -> int:
-    """Line number (1-based) of the first line that an include of ``section`` yields."""
-    if not section:
-        return 1
-    for n, line in enumerate(path.read_text().splitlines(), start=1):
-        if re.search(rf"--8<--\s*\[start:{re.escape(section)}\]", line):
-            return n + 1
-    return 1
+@cache
+def _expand_line(line: str) -> tuple[list[str], tuple[str, list[int]] | None]:
+    """One line after pymdownx.snippets and, for a one-line include, the file and the
+    numbers of the lines it yields (once per run: pages include the same sections)."""
+    return snippet_preprocessor().run([line]), _included_lines(line)
 
 
-def expand_includes(lines: list[str], fence_lineno: int, page: str) -> Piece:
-    """Expand ``--8<--`` lines with pymdownx.snippets; keep a line-origin map."""
-    out: list[str] = []
-    origin: list[str] = []
+def _included_lines(line: str) -> tuple[str, list[int]] | None:
+    """For a one-line include: the file and the numbers of the lines it yields."""
     pre = snippet_preprocessor()
-    for offset, line in enumerate(lines):
-        here = f"docs/{page}:{fence_lineno + 1 + offset}"
-        m = INCLUDE.match(line.rstrip("\n"))
-        if not m:
-            out.append(line if line.endswith("\n") else line + "\n")
-            origin.append(here)
-            continue
-        file_part, _, section = m.group("target").partition(":")
-        n = _section_start(ROOT / file_part, section)
+    m = pre.RE_ALL_SNIPPETS.match(line)
+    if not m or m["escape"] or not m["inline_marker"]:
+        return None
+    target = pre.parse_snippet_target(m["snippet"][1:-1].strip())
+    found = target and pre.get_snippet_path(target["path"])
+    if not found:
+        return None
+    path = Path(found).resolve()
+    text = path.read_text(encoding="utf-8").split("\n")
+    numbers, inside = [], not target["section"]
+    for n, text_line in enumerate(text, start=1):
+        s = pre.match_section(text_line)
+        if s and not s["escape"] and s["name"] == target["section"]:
+            if s["type"] == "start":
+                inside = True
+            elif inside:
+                break
+        elif inside and not (s and not s["escape"]):  # other section markers are dropped
+            numbers.append(n)
+    if target["start"]:
+        numbers = [n for a, b in zip(target["start"], target["end"]) for n in numbers[a:b]]
+    rel = path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else str(path)
+    return rel, numbers
+
+
+def expand(lines: list[str], file: str) -> tuple[list[str], list[Origin]]:
+    """``lines`` after pymdownx.snippets, each with where it came from."""
+    pre = snippet_preprocessor()
+    out: list[str] = []
+    origins: list[Origin] = []
+    for n, line in enumerate(lines, start=1):
+        here = Origin(file, n)
         try:
-            lines_in = pre.run([line.rstrip("\n")])
+            expanded, included = _expand_line(line) if "8<" in line else ([line], None)
         except Exception as err:  # pymdownx's message does not say which page
-            raise IncludeError(f"{here}: include {m.group('target')!r}: {err}") from err
-        for expanded in lines_in:
-            out.append(expanded + "\n")
-            origin.append(f"{file_part}:{n} (included at {here})")
-            n += 1
-    return Piece(fence_lineno, "".join(out), origin)
+            raise IncludeError(f"{here}: include: {err}") from err
+        out += expanded
+        if included and included[1]:
+            rel, numbers = included
+            numbers = numbers + [numbers[-1]] * (len(expanded) - len(numbers))
+            origins += [Origin(rel, k, here) for k in numbers[: len(expanded)]]
+        else:
+            origins += [here] * len(expanded)
+    # Lines expand one by one as in the whole page, except in the block form of an
+    # include (a --8<-- line, file names, a --8<-- line): then keep the site's text.
+    if any((m := pre.RE_ALL_SNIPPETS.match(x)) and m["block_marker"] and not m["escape"]
+           for x in lines):
+        out = pre.run(list(lines))
+        origins = [Origin(f"{file} after includes", n) for n in range(1, len(out) + 1)]
+    return out, origins
 
 
-def _fences(text: str) -> list[tuple[int, str, list[str]]]:
-    """Every fence in a page: (line of the opening fence, info string, body lines)."""
-    return [(start, info, body) for start, info, body, _, _ in _fence_spans(text)]
+@cache
+def notebook_cells(path: Path) -> list[tuple[str, str]]:
+    """(cell type, source) of a notebook page's cells, includes expanded as the build
+    expands them."""
+    source = expand_includes(path.read_text(encoding="utf-8"), snippets_config())
+    return [(c.cell_type, c.source) for c in jupytext.reads(source, fmt="py:percent").cells]
 
 
-def _fence_spans(text: str):
-    """Fences with (start line, info, dedented body, (body_first, body_end) indices,
-    indent)."""
-    fences = []
-    lines = text.splitlines(keepends=True)
-    i = 0
-    while i < len(lines):
-        m = FENCE.match(lines[i].rstrip("\n"))
-        if not m:
-            i += 1
-            continue
-        indent, ticks = m.group("indent"), m.group("ticks")
-        start, body = i + 1, []
-        i += 1
-        while i < len(lines) and not lines[i].lstrip().startswith(ticks):
-            line = lines[i]
-            if not line.strip():  # a blank line keeps its newline, whatever the indent
-                body.append("\n")
-            else:
-                cut = min(len(indent), len(line) - len(line.lstrip(" ")))
-                body.append(line[cut:])
-            i += 1
-        fences.append((start, m.group("info").strip(), body, (start, i), indent))
-        i += 1
-    return fences
+def page_name(path: Path, docs: Path = DOCS) -> str:
+    return path.relative_to(docs).as_posix()
 
 
-def python_fences(text: str) -> list[tuple[int, str, list[str]]]:
-    return [f for f in _fences(text) if language(f[1]) == "python"]
+def is_page(path: Path, docs: Path = DOCS) -> bool:
+    """A Markdown page (.md, .markdown...) or a notebook of the site."""
+    return is_markdown_file(path.name) or is_notebook(page_name(path, docs))
 
 
-# pytest-codeblocks' comment markers, read the way it reads them.
-CODEBLOCKS_MARK = re.compile(r"<!--[-\s]*pytest-codeblocks:(.*)-->")
-PYTEST_MARK = re.compile(r"<!--[-\s]*(pytest\.mark\..*)-->")
+def pages(docs: Path = DOCS) -> list[Path]:
+    return sorted(p for p in docs.rglob("*") if is_page(p, docs))
 
 
 def collect_page(path: Path, docs: Path = DOCS) -> list[Block]:
-    """The runnable blocks of one page, in order.
-
-    The markers are pytest-codeblocks' (``cont``, ``expected-output``,
-    ``expected-output-ignore-whitespace``, ``importorskip(mod)``, ``skipfile``,
-    ``<!--pytest.mark.X-->``), and pytest-codeblocks first validates the page.
-    One difference: pytest-codeblocks keeps a single expected output per ``cont``
-    chain, while here every part of a chain may be followed by the output it prints,
-    so a page can show its output step by step.
-    """
-    page = path.relative_to(docs).as_posix()
-    text = path.read_text()
-    first = text.split("\n", 1)[0].strip()
-    if first == "<!--pytest-codeblocks:skipfile-->":
-        return []
-    with open(path, encoding="utf-8") as handle:  # unknown markers raise here
-        _validate_with_pytest_codeblocks(handle)
-    fences = {start: (info, body, span, indent)
-              for start, info, body, span, indent in _fence_spans(text)}
-    inside = set()  # line numbers inside fences, where markers do not count
-    for start, (_, body, _, _) in fences.items():
-        inside.update(range(start + 1, start + len(body) + 2))
+    """The runnable blocks of one page, in order; a ``PageError`` names what cannot be
+    read."""
+    page = page_name(path, docs)
+    if is_notebook(page):
+        texts = [(source.splitlines(), f"docs/{page} cell {n}")
+                 for n, (kind, source) in enumerate(notebook_cells(path), start=1)
+                 if kind == "markdown"]
+    else:
+        texts = [(path.read_text(encoding="utf-8").splitlines(), f"docs/{page}")]
     blocks: list[Block] = []
-    marks: list[str] = []
-    importorskip = None
-    pending = None  # "cont" or ("expected", ignore_whitespace)
-    for n, line in enumerate(text.splitlines(), start=1):
-        if n in inside:
-            continue
-        stripped = line.strip()
-        if m := CODEBLOCKS_MARK.match(stripped):
-            keyword = m.group(1).strip("- ")
-            if keyword == "cont":
-                pending = "cont"
-            elif keyword.startswith("expected-output"):
-                pending = ("expected", keyword.endswith("ignore-whitespace"))
-            elif keyword.startswith("importorskip"):
-                importorskip = re.match(r"importorskip\((.*)\)", keyword).group(1)
-            continue
-        if m := PYTEST_MARK.match(stripped):
-            marks.append(m.group(1))
-            continue
-        if n not in fences:
-            continue
-        info, body, span, indent = fences[n]
-        if isinstance(pending, tuple):
-            piece = blocks[-1].pieces[-1]
-            piece.expected_output = "".join(body)
-            piece.ignore_whitespace = pending[1]
-            piece.expected_lines, piece.expected_indent = span, indent
-        elif language(info) == "python":
-            piece = expand_includes(body, n, page)
-            if pending == "cont":
-                blocks[-1].pieces.append(piece)
-            else:
-                blocks.append(Block(page, n, info, [piece], importorskip, marks))
-                marks, importorskip = [], None
-        pending = None
+    for lines, file in texts:
+        if is_notebook(page):  # the build expands no include in a Markdown cell
+            origins = [Origin(file, n) for n in range(1, len(lines) + 1)]
+        else:
+            lines, origins = expand(lines, file)
+        try:
+            found = fences("\n".join(lines) + "\n")
+        except PageError as err:
+            raise PageError(f"{file}: {err}") from err
+        blocks += _blocks(page, found, origins)
     return blocks
 
 
-def _validate_with_pytest_codeblocks(handle) -> None:
-    """Let pytest-codeblocks reject what it cannot parse (unknown markers, a marker
-    with no block before it, an unclosed fence). Its one-output-per-chain rule is the
-    only error tolerated, as this harness checks the output of every part."""
+def _output_problem(last, fence) -> str | None:
+    """What is wrong with ``fence`` as the expected output of ``last``, the fence
+    before it (a Piece; a non-python Fence; "output" if it was an output)."""
+    if last is None:
+        return "with no python block before it"
+    if last == "output":
+        return "for a block that already has one"
+    if not isinstance(last, Piece):
+        return f"under a ```{last.info} block, which nothing runs"
+    if fence.python:
+        return "fenced as Python, which readers take for code"
+    return "with marks" if fence.marks or fence.importorskip else None
+
+
+def _blocks(page: str, found, origins: list[Origin]) -> list[Block]:
+    """Chains of python fences with their outputs, from a page's fences in order."""
+    blocks: list[Block] = []
+    last = last_code = None  # the fence before this one; the last that was not output
+    for fence in found:
+        where = origins[fence.lineno - 1]
+        if len(fence.keywords) > 1:
+            raise PageError(f"{where}: one marker per fence, not {fence.keywords}")
+        keyword = fence.keywords[0] if fence.keywords else None
+        if keyword and keyword.startswith("expected-output"):
+            if problem := _output_problem(last, fence):
+                raise PageError(f"{where}: an expected output {problem}")
+            last.expected_output = fence.code
+            last.ignore_whitespace = keyword.endswith("ignore-whitespace")
+            last.output_at = (where, origins[fence.end - 1], fence.indent)
+            last = "output"
+            continue
+        if not fence.python:
+            if keyword or fence.marks or fence.importorskip:
+                raise PageError(f"{where}: markers go before a python block, not ```{fence.info}")
+            last = last_code = fence
+            continue
+        piece = Piece(where, fence.code, origins[fence.lineno: fence.end - 1])
+        if keyword == "cont":
+            if not isinstance(last_code, Piece) or fence.marks or fence.importorskip:
+                raise PageError(f"{where}: cont must follow a python block and carry no marks")
+            blocks[-1].pieces.append(piece)
+        else:
+            blocks.append(Block(page, fence.info, [piece], fence.marks, fence.importorskip))
+        last = last_code = piece
+    return blocks
+
+
+# ---- blocks that do not run, or may fail: only with a reason listed in REGISTRY
+
+KINDS = {"skip": "skip", "skipif": "skip", "xfail": "xfail"}
+
+
+def written(reason: str) -> bool:
+    """A reason of at least three words."""
+    return isinstance(reason, str) and len(re.findall(r"[^\W\d_]{2,}", reason)) >= 3
+
+
+@cache
+def registry(path: Path = REGISTRY) -> dict[tuple[str, str, str], int]:
+    """(page, kind, reason or module) -> how many blocks, from tests/skips.toml."""
+    out = {}
+    text = path.read_text() if path.exists() else ""
+    for kind, entries in tomllib.loads(text).items():
+        for entry in entries:
+            what = entry.get("module" if kind == "importorskip" else "reason")
+            if kind not in {*KINDS.values(), "importorskip"} or not written(
+                entry.get("reason")
+            ) or not isinstance(entry.get("blocks"), int) or not isinstance(what, str):
+                raise ValueError(f"{path.name}: [[{kind}]] {entry}: needs page, a reason of"
+                                 " three words or more, blocks = N (and module = ...)")
+            out[(entry.get("page"), kind, what)] = entry["blocks"]
+    return out
+
+
+def parse_mark(text: str) -> tuple[str, list, dict]:
+    """Name, arguments and keywords of ``pytest.mark.NAME(...)`` as written on a page;
+    the arguments must be literals."""
     try:
-        extract_from_buffer(handle)
-    except RuntimeError as err:
-        if "already has expected_output" not in str(err):
-            raise
+        node = ast.parse(text, mode="eval").body
+        call = node if isinstance(node, ast.Call) else ast.Call(node, [], [])
+        func = call.func
+        if not (isinstance(func, ast.Attribute) and ast.unparse(func.value) == "pytest.mark"):
+            raise ValueError(text)
+        args = [ast.literal_eval(a) for a in call.args]
+        kwargs = {k.arg: ast.literal_eval(k.value) for k in call.keywords}
+    except (SyntaxError, ValueError) as err:
+        raise ValueError(f"cannot read {text!r}: write pytest.mark.NAME(...) with literal"
+                         " arguments") from err
+    return func.attr, args, kwargs
 
 
-class BlockFailure(Exception):
-    """A code block raised; the message carries a traceback in page terms."""
+def importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
-class OutputMismatch(AssertionError):
-    """What a block printed differs from the expected-output block under it."""
+@dataclass
+class Verdict:
+    """Whether a block runs with its outputs compared, the marks it gets, and what is
+    wrong with the way it skips or may fail."""
+
+    runs: bool
+    marks: list = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def verdicts(page: str, blocks: list[Block], listed: Path = REGISTRY) -> list[Verdict]:
+    """A verdict per block: skips, xfails and importorskips are allowed only with a
+    written reason listed in tests/skips.toml; under CI=true no xfail is, and no
+    importorskip may skip."""
+    allowed = registry(listed)
+    counts: Counter = Counter()
+    found = []
+    for block in blocks:
+        problems, marks, keys = [], [], []
+        for text in block.marks:
+            try:
+                name, args, kwargs = parse_mark(text)
+            except ValueError as err:
+                problems.append(str(err))
+                continue
+            if name not in KINDS:
+                problems.append(f"pytest.mark.{name}: a block may only skip or xfail")
+                continue
+            first = args[0] if name == "skip" and args else ""
+            keys.append((KINDS[name], kwargs.get("reason", first)))
+            marks.append(getattr(pytest.mark, name)(*args, **kwargs))
+        if block.importorskip:
+            keys.append(("importorskip", block.importorskip))
+        counts.update({key: len(block.pieces) for key in keys})
+        found.append((block, problems, marks, keys))
+    out = []
+    for block, problems, marks, keys in found:
+        for kind, what in keys:
+            listed_count = allowed.get((page, kind, what))
+            if kind != "importorskip" and not written(what):
+                problems.append(f"{kind} needs a written reason (three words or more)")
+            elif listed_count is None:
+                problems.append(f"{kind} {what!r} on {page} is not listed in "
+                                f"tests/skips.toml with that reason")
+            elif listed_count != counts[(kind, what)]:
+                problems.append(f"{counts[(kind, what)]} blocks of {page} {kind} for "
+                                f"{what!r}; tests/skips.toml lists {listed_count}")
+            if IN_CI and kind == "xfail":
+                problems.append("CI=true: no xfail may pass the run")
+            if IN_CI and kind == "importorskip" and not importable(what):
+                problems.append(f"CI=true: {what} must be installed, not skipped")
+        runs = all(k == "importorskip" and importable(w) for k, w in keys)
+        where = f"docs/{block.name}: "
+        out.append(Verdict(runs and not problems, [] if problems else marks,
+                           [where + p for p in problems]))
+    return out
+
+
+# ---- running blocks
 
 
 def _register(filename: str, code: str) -> None:
@@ -272,9 +452,9 @@ def page_traceback(exc: BaseException, blocks_files: dict[str, Piece]) -> str:
     lines = []
     for frame in traceback.extract_tb(exc.__traceback__):
         piece = blocks_files.get(frame.filename)
-        if piece is None:
+        if piece is None or not piece.origins:
             continue
-        where = piece.origin[frame.lineno - 1]
+        where = piece.origins[min(max(frame.lineno or 1, 1), len(piece.origins)) - 1]
         lines.append(f"  {where}, in {frame.name}\n    {(frame.line or '').strip()}\n")
     last = traceback.format_exception_only(type(exc), exc)[-1]
     return "".join(lines) + last
@@ -331,7 +511,7 @@ def check_output(block: Block, piece: Piece, got: str) -> None:
     else:
         same = want.rstrip("\n") == got.rstrip("\n")
     if not same:
-        where = f"docs/{block.page}:{piece.lineno}"
+        where = piece.where.on_page
         diff = "".join(
             difflib.unified_diff(
                 want.splitlines(True),
@@ -340,7 +520,7 @@ def check_output(block: Block, piece: Piece, got: str) -> None:
                 tofile=f"{where} (what the code printed)",
             )
         )
-        raise OutputMismatch(f"printed output of {where} differs from the page:\n{diff}")
+        raise OutputMismatch(f"printed output of {piece.where} differs from the page:\n{diff}")
 
 
 def run(block: Block) -> list[str]:
@@ -359,23 +539,25 @@ def run_block(block: Block) -> list[str]:
 
 
 def update_page(path: Path, docs: Path = DOCS) -> int:
-    """Rewrite each expected-output block of a page with what its code prints now.
+    """Rewrite each expected-output block of a Markdown page with what its code prints
+    now (outputs written in an included file are left alone).
 
     For authors: run it, then read the diff before committing, as the tests hold the
     page to exactly that text from then on. Returns how many blocks changed.
     """
     lines = path.read_text().splitlines(keepends=True)
+    blocks = collect_page(path, docs)
     edits = []
-    for block in collect_page(path, docs):
-        if any(mark.startswith("pytest.mark.skip") for mark in block.marks):
+    for block, verdict in zip(blocks, verdicts(page_name(path, docs), blocks)):
+        if not verdict.runs:
             continue
         for piece, got in zip(block.pieces, run(block)):
-            if piece.expected_lines is None:
+            if piece.output_at is None or piece.output_at[0].via or piece.output_at[1].via:
                 continue
+            opening, closing, indent = piece.output_at
             got = got if got.endswith("\n") or not got else got + "\n"
-            indent = piece.expected_indent
             new = [indent + line if line.strip() else "\n" for line in got.splitlines(True)]
-            edits.append((piece.expected_lines, new))
+            edits.append(((opening.line, closing.line - 1), new))
     changed = 0
     for (start, end), new in sorted(edits, reverse=True):
         if lines[start:end] != new:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-from tests.harness import DOCS, FENCE
+from hooks.markers import fences
+from tests.harness import DOCS
 
 NUMBER = re.compile(r"(?<![\w.])[-−]?\d+(?:\.\d+)?(?:e[-+]?\d+)?(?![\w.]*\w)")
 
@@ -13,35 +14,30 @@ def read_page(name: str) -> str:
     return (DOCS / name).read_text()
 
 
+def _fenced(text: str) -> set[int]:
+    """The numbers of the lines that belong to fenced blocks, fences included."""
+    return {n for f in fences(text) for n in range(f.lineno, f.end + 1)}
+
+
 def prose(text: str) -> str:
     """The page without its fenced blocks (code and printed output)."""
-    out, fence = [], None
-    for line in text.splitlines(keepends=True):
-        m = FENCE.match(line.rstrip("\n"))
-        if fence is None and m:
-            fence = m.group("ticks")
-        elif fence is not None and line.lstrip().startswith(fence):
-            fence = None
-        elif fence is None:
-            out.append(line)
-    return "".join(out)
+    inside = _fenced(text)
+    lines = text.splitlines(keepends=True)
+    return "".join(line for n, line in enumerate(lines, start=1) if n not in inside)
 
 
 def section(text: str, heading: str) -> str:
     """The text under the heading whose title is ``heading``, up to the next heading
-    of the same or a higher level."""
+    of the same or a higher level (a ``# comment`` in a code block is no heading)."""
+    inside = _fenced(text)
     lines = text.splitlines(keepends=True)
-    for i, line in enumerate(lines):
-        m = re.match(r"^(#+)\s+(.*?)\s*$", line)
-        if m and m.group(2) == heading:
-            level = len(m.group(1))
-            body = []
-            for rest in lines[i + 1:]:
-                n = re.match(r"^(#+)\s", rest)
-                if n and len(n.group(1)) <= level:
-                    break
-                body.append(rest)
-            return "".join(body)
+    headings = [(i, m) for i, line in enumerate(lines)
+                if i + 1 not in inside and (m := re.match(r"^(#+)\s+(.*?)\s*$", line))]
+    for k, (i, m) in enumerate(headings):
+        if m.group(2) == heading:
+            end = next((j for j, n in headings[k + 1:] if len(n.group(1)) <= len(m.group(1))),
+                       len(lines))
+            return "".join(lines[i + 1:end])
     raise KeyError(f"no heading {heading!r}")
 
 

@@ -44,8 +44,8 @@ import re
 import pytest
 
 from bench.config import ROOT
+from hooks.markers import fences
 from snippets.efficient import KVCache, tiled_attention
-from tests.harness import python_fences
 from tests.pages import numbers, prose, read_page, section, tables
 
 ATOL = 1e-5  # float32, rtol 0
@@ -994,8 +994,8 @@ def test_every_number_in_the_benchmark_prose_is_checked():
 
 
 def test_page_code_does_not_read_the_benchmark():
-    for _, _, body in python_fences(PAGE):
-        code = "".join(body)
+    for fence in fences(PAGE):
+        code = fence.code if fence.python else ""
         assert "results.json" not in code and "json" not in code
 
 

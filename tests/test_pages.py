@@ -38,3 +38,10 @@ def test_tables_and_numbers():
     assert table == [["row", "weight"], ["1", "0.0900"], ["2", "−1.5"]]
     assert pages.numbers(pages.section(TEXT, "Numbers")) == [1.0, 0.09, 2.0, -1.5]
     assert pages.numbers("x_1 and 2e-3 and v2") == [0.002]
+
+
+def test_a_comment_in_code_is_no_heading():
+    text = "## Code\n\n```python\n# a comment\nx = 1\n```\n\nAfter 2.\n\n## Next\n\nOther 3.\n"
+    body = pages.section(text, "Code")
+    assert "After 2." in body and "Other" not in body
+    assert pages.numbers(pages.prose(body)) == [2.0]

@@ -8,15 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from hooks import markers
 from tests import harness, sitecheck
 from tests.conftest import ROOT, mkdocs_build
 
-PAGES = sorted(harness.DOCS.rglob("*.md"))
+PAGES = harness.pages()  # Markdown pages and notebooks
+MARKDOWN = [p for p in PAGES if p.suffix != ".py"]
 SECTION = re.compile(r"--8<--\s*\[start:([a-z0-9-]+)\]")
-
-
-def page_id(path: Path) -> str:
-    return path.relative_to(harness.DOCS).as_posix()
+page_id = harness.page_name
 
 
 @pytest.mark.xdist_group("site")
@@ -29,7 +28,7 @@ def test_strict_build_is_clean(site_build):
 
 @pytest.mark.xdist_group("site")
 def test_site_loads_nothing_from_other_hosts(site):
-    found = sitecheck.external_references(site)
+    found = sitecheck.external_references(site) + sitecheck.on_demand_fetches(site)
     assert not found, "external references in the built site:\n" + "\n".join(
         f"  {page}: {url}" for page, url in found
     )
@@ -61,54 +60,79 @@ def test_external_reference_scanner_finds_each_kind(tmp_path):
     ]
 
 
-@pytest.mark.parametrize("page", PAGES, ids=page_id)
-def test_every_python_fence_is_run(page):
-    """Each python fence found by a plain scan of the page is a harness item (or a
-    ``cont`` part of one), so no block is silently left out."""
-    fences = [start for start, _, _ in harness.python_fences(page.read_text())]
-    blocks = harness.collect_page(page)
-    run = sum(len(b.pieces) for b in blocks)
-    assert run == len(fences), (
-        f"docs/{page_id(page)}: {len(fences)} python fences, {run} run by the harness"
+def test_on_demand_fetches_are_found(tmp_path):
+    """What Material's JavaScript (or an inline script) would fetch from another host
+    once the page is open: each trigger is reported, and a page without one is not."""
+    (tmp_path / "diagram.html").write_text('<pre class="mermaid"><code>graph LR</code></pre>')
+    (tmp_path / "repo.html").write_text(
+        '<a href="https://github.com/o/r" class="md-source" data-md-component="source">r</a>'
     )
+    (tmp_path / "script.html").write_text(
+        '<script>var t=document.createElement("script");'
+        't.src="https://www.googletagmanager.com/gtag/js?id=G";</script>'
+        '<script type="module">await import("https://cdn.example/m.mjs")</script>'
+    )
+    (tmp_path / "fine.html").write_text(
+        '<pre><code class="language-mermaid">graph LR</code></pre><script>'
+        'fetch("search/search_index.json"); var ns = "http://www.w3.org/2000/svg"</script>'
+    )
+    found = sitecheck.on_demand_fetches(tmp_path)
+    assert [page for page, _ in found] == ["diagram.html", "repo.html", "script.html",
+                                           "script.html"]
+    assert "unpkg.com" in found[0][1] and "api.github.com" in found[1][1]
+    assert "googletagmanager" in found[2][1] and "cdn.example" in found[3][1]
 
 
-@pytest.mark.parametrize("page", PAGES, ids=page_id)
-def test_no_unrun_code_languages(page):
-    """Python must be fenced as ``python`` (``py``/``python3``/``pycon`` would not be
-    run); commands for readers go in ``console`` blocks, never ``bash``/``sh``, which
-    a plain ``pytest --codeblocks`` would execute."""
+@pytest.mark.parametrize("page", MARKDOWN, ids=page_id)
+def test_code_is_fenced_as_python_and_commands_as_console(page):
+    """House style: Python is fenced as ``python`` (the harness runs every alias Pygments
+    highlights as Python, but readers' tools know this one); commands for readers go
+    in ``console`` blocks, never ``sh``/``bash``/``zsh``, which a plain
+    ``pytest --codeblocks`` would execute."""
     bad = [
-        f"docs/{page_id(page)}:{start}: ```{info}"
-        for start, info, _ in harness._fences(page.read_text())
-        if harness.language(info) in {"py", "python3", "pycon", "ipython", "bash", "sh",
-                                      "shell", "zsh", "mermaid"}
+        f"docs/{page_id(page)}:{fence.lineno}: ```{fence.info}"
+        for fence in markers.fences(page.read_text())
+        if fence.python and fence.language != "python"
+        or fence.language in {"sh", "bash", "zsh"}
     ]
     assert not bad, "use ```python for code and ```console for commands:\n" + "\n".join(bad)
 
 
 @pytest.mark.parametrize("page", PAGES, ids=page_id)
-def test_skips_give_a_reason(page):
-    for block in harness.collect_page(page):
-        for mark in block.marks:
-            if mark.startswith("pytest.mark.skip"):
-                assert re.search(r"reason\s*=\s*['\"]\S", mark), (
-                    f"docs/{block.name}: {mark} needs reason='...'"
-                )
+def test_blocks_skip_or_fail_only_as_listed(page):
+    """A skip, xfail or importorskip needs a written reason listed in tests/skips.toml
+    (the code-block items fail the same way; this says it without running them)."""
+    blocks = harness.collect_page(page)
+    problems = [p for v in harness.verdicts(page_id(page), blocks) for p in v.problems]
+    assert not problems, "\n".join(problems)
 
 
-NOTEBOOKS = sorted((harness.DOCS / "notebooks").glob("*.py"))
+def test_every_listed_skip_is_used():
+    used = set()
+    for page in PAGES:
+        for block in harness.collect_page(page):
+            for text in block.marks:
+                name, args, kwargs = harness.parse_mark(text)
+                first = args[0] if name == "skip" and args else ""
+                used.add((page_id(page), harness.KINDS.get(name), kwargs.get("reason", first)))
+            if block.importorskip:
+                used.add((page_id(page), "importorskip", block.importorskip))
+    unused = sorted(set(harness.registry()) - used)
+    assert not unused, "tests/skips.toml lists what no page marks:\n" + "\n".join(
+        map(str, unused))
 
 
 def _includes():
-    """Every ``--8<--`` include in the docs and notebooks: (page:line, file, section)."""
+    """Every one-line ``--8<--`` include of the pages and notebooks, as
+    pymdownx.snippets reads it: (page:line, file, section)."""
+    pre = harness.snippet_preprocessor()
     found = []
-    for page in PAGES + NOTEBOOKS:
+    for page in PAGES:
         for n, line in enumerate(page.read_text().splitlines(), start=1):
-            m = harness.INCLUDE.match(line)
-            if m:
-                file_part, _, section = m.group("target").partition(":")
-                found.append((f"docs/{page_id(page)}:{n}", file_part, section or None))
+            m = pre.RE_ALL_SNIPPETS.match(line)
+            if m and m["inline_marker"] and not m["escape"]:
+                target = pre.parse_snippet_target(m["snippet"][1:-1].strip())
+                found.append((f"docs/{page_id(page)}:{n}", target["path"], target["section"]))
     return found
 
 
@@ -223,7 +247,14 @@ def test_scratch_page_builds_when_correct(scratch_project):
     assert "<math" in (scratch_project / "site" / "index.html").read_text()
 
 
-CODE_PAGES = [p for p in PAGES if harness.python_fences(p.read_text())]
+def _has_code(page: Path) -> bool:
+    try:
+        return bool(harness.collect_page(page))
+    except harness.PageError:  # the code-block items report it
+        return False
+
+
+CODE_PAGES = [p for p in MARKDOWN if _has_code(p)]
 
 
 @pytest.mark.parametrize("page", CODE_PAGES, ids=page_id)
