@@ -10,9 +10,10 @@ The page ``docs/block.md`` shows this file one section at a time:
 
 * ``feed-forward``: two linear layers with a ReLU or GELU between them, applied to
   every token on its own.
-* ``transformer-block``: self-attention then feed-forward, each added back to its
-  input (the residual connection) and normalised, either after the addition
-  (post-norm, the 2017 layout) or before the sublayer (pre-norm, GPT-2 and later).
+* ``residual``: a sublayer added back to its input (the residual connection) and
+  normalised, either after the addition (post-norm, the 2017 layout) or before the
+  sublayer (pre-norm, GPT-2 and later).
+* ``transformer-block``: self-attention then feed-forward, each wrapped that way.
 * ``cross-attention`` and ``decoder-block``: queries from one sequence, keys and
   values from another, as in the decoder of an encoder-decoder transformer.
 * ``from-torch``: copy the weights of ``torch.nn.TransformerEncoderLayer`` or
@@ -39,6 +40,7 @@ from snippets.multi_head import (
 __all__ = [
     "ACTIVATIONS",
     "FeedForward",
+    "residual",
     "TransformerBlock",
     "CrossAttention",
     "DecoderBlock",
@@ -152,20 +154,31 @@ class FeedForward(nn.Module):
 # --8<-- [end:feed-forward]
 
 
+# --8<-- [start:residual]
+def residual(x, sublayer, norm, norm_first):
+    """One sublayer with its residual connection and layer norm: (B, T, D) -> same.
+
+    Post-norm (``norm_first=False``, Vaswani et al., 2017) normalises the sum,
+    pre-norm (``norm_first=True``, GPT-2 and most models since) only the sublayer's
+    input, so the running sum, the residual stream, is never normalised.
+    """
+    if norm_first:
+        return x + sublayer(norm(x))  # pre-norm
+    return norm(x + sublayer(x))  # post-norm
+# --8<-- [end:residual]
+
+
 # --8<-- [start:transformer-block]
 class TransformerBlock(nn.Module):
-    """Self-attention and a feed-forward network, each wrapped in a residual
-    connection and a layer norm: (B, T, D) -> (B, T, D).
-
-    ``norm_first=False`` is post-norm, the layout of Vaswani et al. (2017) and of
-    ``torch.nn.TransformerEncoderLayer`` by default: ``x = norm(x + sublayer(x))``.
-    ``norm_first=True`` is pre-norm (GPT-2 and most models since):
-    ``x = x + sublayer(norm(x))``, so the sum running from input to output, the
-    residual stream, is never normalised inside the block.
+    """Self-attention and a feed-forward network, each wrapped by ``residual``:
+    (B, T, D) -> (B, T, D). ``norm_first=False`` (post-norm) is the default of
+    ``torch.nn.TransformerEncoderLayer``, whose weights ``from_torch`` copies.
 
     ``mask`` and ``is_causal`` are those of ``MultiHeadAttention``: a boolean mask,
     True meaning "may attend", broadcastable to (B, H, T, T).
     """
+
+    torch_layer = nn.TransformerEncoderLayer  # the layer from_torch copies
 
     def __init__(self, embed_dim, num_heads, ff_dim, norm_first=False,
                  activation="relu", eps=1e-5, bias=True):
@@ -178,22 +191,24 @@ class TransformerBlock(nn.Module):
         self.norm2 = nn.LayerNorm(embed_dim, eps=eps, bias=bias)
 
     def forward(self, x, mask=None, is_causal=False):
-        attn = self.self_attn
-        _check_forward_args(x, mask, is_causal, attn.embed_dim, attn.num_heads)
-        _check_features("x", x, attn.embed_dim, self.norm1.weight.dtype)
-        if self.norm_first:  # pre-norm: normalise each sublayer's input
-            x = x + attn(self.norm1(x), mask, is_causal)[0]  # (B, T, D)
-            x = x + self.ff(self.norm2(x))  # (B, T, D)
-        else:  # post-norm: normalise after adding each sublayer's output
-            x = self.norm1(x + attn(x, mask, is_causal)[0])  # (B, T, D)
-            x = self.norm2(x + self.ff(x))  # (B, T, D)
-        return x
+        self._check_x(x, mask, is_causal)
+
+        def attend(h):  # (B, T, D) -> (B, T, D)
+            return self.self_attn(h, mask, is_causal)[0]
+
+        x = residual(x, attend, self.norm1, self.norm_first)  # (B, T, D)
+        return residual(x, self.ff, self.norm2, self.norm_first)  # (B, T, D)
+
+    def _check_x(self, x, mask, is_causal):
+        d, h = self.self_attn.embed_dim, self.self_attn.num_heads  # D, H
+        _check_forward_args(x, mask, is_causal, d, h)  # MultiHeadAttention's checks
+        _check_features("x", x, d, self.norm1.weight.dtype)
 
     @classmethod
     def from_torch(cls, layer):
-        """A TransformerBlock with the weights of ``layer``, a
-        ``torch.nn.TransformerEncoderLayer``."""
-        return _from_torch(cls, layer, nn.TransformerEncoderLayer)
+        """A block of this class with the weights of ``layer``, a
+        ``cls.torch_layer``."""
+        return _from_torch(cls, layer, cls.torch_layer)
 # --8<-- [end:transformer-block]
 
 
@@ -233,51 +248,44 @@ class CrossAttention(MultiHeadAttention):
 
 
 # --8<-- [start:decoder-block]
-class DecoderBlock(nn.Module):
-    """Self-attention, cross-attention to ``memory``, feed-forward; each wrapped in a
-    residual connection and a layer norm: x (B, T, D), memory (B, S, D) -> (B, T, D).
+class DecoderBlock(TransformerBlock):
+    """A TransformerBlock with cross-attention to ``memory`` between its
+    self-attention and its feed-forward network, wrapped by ``residual`` like them:
+    x (B, T, D), memory (B, S, D) -> (B, T, D).
 
     The decoder layer of an encoder-decoder transformer (torch's
     ``TransformerDecoderLayer``): x is the text being written, memory the encoder's
     output for the text being translated. ``mask``/``is_causal`` apply to the
     self-attention (usually ``is_causal=True``), ``memory_mask`` to the
-    cross-attention. With ``norm_first=True`` memory is not normalised here: the
-    encoder's last norm did that.
+    cross-attention. As in torch, norm2 goes with the cross-attention and norm3 with
+    the feed-forward network. With ``norm_first=True`` memory is not normalised
+    here: the encoder's last norm did that.
     """
+
+    torch_layer = nn.TransformerDecoderLayer
 
     def __init__(self, embed_dim, num_heads, ff_dim, norm_first=False,
                  activation="relu", eps=1e-5, bias=True):
-        super().__init__()
-        _check_block_args(embed_dim, num_heads, ff_dim, norm_first, activation, eps)
-        self.norm_first = norm_first
-        self.self_attn = MultiHeadAttention(embed_dim, num_heads, bias=bias)
-        self.norm1 = nn.LayerNorm(embed_dim, eps=eps, bias=bias)
+        super().__init__(embed_dim, num_heads, ff_dim, norm_first, activation, eps,
+                         bias)
         self.cross_attn = CrossAttention(embed_dim, num_heads, bias=bias)
-        self.norm2 = nn.LayerNorm(embed_dim, eps=eps, bias=bias)
-        self.ff = FeedForward(embed_dim, ff_dim, activation, bias=bias)
         self.norm3 = nn.LayerNorm(embed_dim, eps=eps, bias=bias)
 
     def forward(self, x, memory, mask=None, is_causal=False, memory_mask=None):
-        d, h = self.self_attn.embed_dim, self.self_attn.num_heads  # D, H
-        _check_forward_args(x, mask, is_causal, d, h)
-        _check_features("x", x, d, self.norm1.weight.dtype)
-        _check_memory(x, memory, memory_mask, d, h, self.norm1.weight.dtype)
-        self_attn, cross_attn = self.self_attn, self.cross_attn
-        if self.norm_first:  # pre-norm
-            x = x + self_attn(self.norm1(x), mask, is_causal)[0]  # (B, T, D)
-            x = x + cross_attn(self.norm2(x), memory, memory_mask)[0]  # (B, T, D)
-            x = x + self.ff(self.norm3(x))  # (B, T, D)
-        else:  # post-norm
-            x = self.norm1(x + self_attn(x, mask, is_causal)[0])  # (B, T, D)
-            x = self.norm2(x + cross_attn(x, memory, memory_mask)[0])  # (B, T, D)
-            x = self.norm3(x + self.ff(x))  # (B, T, D)
-        return x
+        self._check_x(x, mask, is_causal)
+        attn = self.self_attn
+        _check_memory(x, memory, memory_mask, attn.embed_dim, attn.num_heads,
+                      self.norm1.weight.dtype)
 
-    @classmethod
-    def from_torch(cls, layer):
-        """A DecoderBlock with the weights of ``layer``, a
-        ``torch.nn.TransformerDecoderLayer``."""
-        return _from_torch(cls, layer, nn.TransformerDecoderLayer)
+        def attend(h):  # (B, T, D) -> (B, T, D)
+            return attn(h, mask, is_causal)[0]
+
+        def read(h):  # (B, T, D) -> (B, T, D): queries from h, keys/values memory
+            return self.cross_attn(h, memory, memory_mask)[0]
+
+        x = residual(x, attend, self.norm1, self.norm_first)  # (B, T, D)
+        x = residual(x, read, self.norm2, self.norm_first)  # (B, T, D)
+        return residual(x, self.ff, self.norm3, self.norm_first)  # (B, T, D)
 # --8<-- [end:decoder-block]
 
 

@@ -30,6 +30,7 @@ from snippets.block import (
     DecoderBlock,
     FeedForward,
     TransformerBlock,
+    residual,
     rms_norm,
     swiglu,
 )
@@ -38,6 +39,7 @@ from snippets.multi_head import MultiHeadAttention
 from snippets.position import apply_rope
 from tests import harness
 from tests.pages import numbers, prose, read_page, section
+from tests.test_efficient import one_thread  # noqa: F401 (autouse: tiny tensors)
 
 ATOL = 1e-5  # float32, rtol 0
 
@@ -53,15 +55,6 @@ SHAPES = [
 SHAPE_IDS = [f"B{b}-T{t}-S{s}-D{d}-H{h}-F{f}" for b, t, s, d, h, f in SHAPES]
 LAYOUTS = pytest.mark.parametrize("norm_first", [False, True], ids=["post", "pre"])
 ACTS = pytest.mark.parametrize("activation", ["relu", "gelu"])
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small tensors on a shared 2-core machine: one thread is faster."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def assert_near(actual, expected, atol=ATOL):
@@ -412,8 +405,23 @@ def test_decoder_pre_norm_leaves_memory_unnormalised():
 
 
 # ---------------------------------------------------------------------------
-# FeedForward
+# residual, FeedForward
 # ---------------------------------------------------------------------------
+
+
+def test_residual_is_the_two_layouts():
+    x = randn(2, 3, 4, seed=16)
+    double, shift = (lambda h: 2 * h), (lambda h: h + 1)  # sublayer, "norm"
+    assert torch.equal(residual(x, double, shift, norm_first=True), x + 2 * (x + 1))
+    assert torch.equal(residual(x, double, shift, norm_first=False), (x + 2 * x) + 1)
+
+
+def test_decoder_block_is_a_transformer_block_with_cross_attention():
+    decoder = DecoderBlock(8, 2, 16)
+    assert isinstance(decoder, TransformerBlock)
+    assert isinstance(decoder.cross_attn, CrossAttention)
+    assert (TransformerBlock.torch_layer, DecoderBlock.torch_layer) == (
+        nn.TransformerEncoderLayer, nn.TransformerDecoderLayer)
 
 
 @ACTS
