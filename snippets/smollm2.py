@@ -22,9 +22,9 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"  # never ask a model hub: all comes from the file
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -68,8 +68,7 @@ def gguf_path():
 
 
 # --8<-- [start:config]
-@dataclass(frozen=True)
-class Config:
+class Config(NamedTuple):
     """The sizes of the network, as the GGUF file states them."""
 
     vocab_size: int  # V = 49152
