@@ -199,8 +199,8 @@ def test_largest_gaps_are_far_inside_the_tolerances(outputs):
     """The tolerances the page states: the largest gap over all prompts."""
     gap_attention = max((o[2] - o[4]).abs().max().item() for o in outputs.values())
     gap_logits = max((o[1] - o[3]).abs().max().item() for o in outputs.values())
-    assert gap_attention < ATOL_ATTENTION / 10
-    assert gap_logits < ATOL_LOGITS / 4
+    assert gap_attention < ATOL_ATTENTION / 10  # 2.7e-6 measured (torch 2.13, CPU)
+    assert gap_logits < ATOL_LOGITS / 10  # 5.2e-5 measured
 
 
 @pytest.fixture(scope="session")
