@@ -1,34 +1,51 @@
 """The built site in a real browser: Playwright driving the system's Chromium.
 
-The site is served by the test itself on 127.0.0.1, every request to any other host
-is blocked and reported, and each page is checked in light and dark mode. A
-screenshot of every page in both schemes goes to ``screenshots/`` (git-ignored).
-Without a browser these tests skip locally and fail under CI=true.
+The site is served by the test itself on 127.0.0.1, gzipped as GitHub Pages serves
+it (``tests/siteserver.py``); every request to any other host is blocked and
+reported, and each page is checked in light and dark mode. One browser serves every
+browser test of a worker, and the pages are checked several at a time: each step is
+started in every open page before the first one is waited for.
+
+axe-core runs in full once per page (light). In dark mode only its colour rules run
+(colour contrast, links told apart from text): the palette switch changes the
+colours and nothing else, neither the DOM nor what assistive technology is told,
+which ``test_dark_mode_changes_only_colours`` checks. The checks whose outcome
+differs per scheme run in both: the contrast of highlighted code, and figures
+keeping their contrast in dark mode.
+
+Screenshots of every page in both schemes go to ``screenshots/`` (git-ignored) when
+``SCREENSHOTS=1`` is set. Without a browser these tests skip locally and fail under
+CI=true.
 """
 
 from __future__ import annotations
 
-import contextlib
+import difflib
 import functools
-import http.server
 import io
 import os
 import shutil
-import threading
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
+from hooks import mathfont
 from tests.conftest import ROOT, require
+from tests.siteserver import serve_directory
 
 pytestmark = pytest.mark.browser
 
 SCREENSHOTS = ROOT / "screenshots"
+TAKE_SCREENSHOTS = os.environ.get("SCREENSHOTS", "") not in ("", "0")
+SCHEMES = ("light", "dark")
+OPEN_AT_ONCE = 6  # pages loading and being checked at the same time
 BROWSER_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
+# axe-core's rules whose outcome depends on colours: the rest read the DOM alone.
+AXE_COLOUR_RULES = ["color-contrast", "link-in-text-block"]
 
 
 def find_browser() -> str | None:
@@ -52,33 +69,40 @@ def site_pages(site: Path) -> list[str]:
     return pages
 
 
-@contextlib.contextmanager
-def serve_directory(directory: Path):
-    """Serve a folder on 127.0.0.1 (a free port) for as long as the block runs."""
-    handler = functools.partial(_QuietHandler, directory=str(directory))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+def page_paths() -> list[str]:
+    """The URL path of every page, from docs/ (known before the site is built)."""
+    paths = []
+    for src in sorted((ROOT / "docs").rglob("*.md")) + sorted(
+        (ROOT / "docs" / "notebooks").glob("*.py")
+    ):
+        rel = src.relative_to(ROOT / "docs").with_suffix("").as_posix()
+        paths.append("/" if rel == "index" else f"/{rel.removesuffix('/index')}/")
+    return paths
 
 
-@pytest.fixture(scope="module")
+# test_explorer_browser.py imports these fixtures, and pytest makes a fixture of each
+# module that holds one: _SHARED lets the second find what the first started, so a
+# worker runs one server and one browser.
+_SHARED: dict = {}
+
+
+@pytest.fixture(scope="session")
 def server(site):
+    if "server" in _SHARED:
+        yield _SHARED["server"]
+        return
     with serve_directory(site) as url:
+        _SHARED["server"] = url
         yield url
+        del _SHARED["server"]
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def browser():
+    """One Chromium for every browser test of this worker."""
+    if "browser" in _SHARED:
+        yield _SHARED["browser"]
+        return
     executable = find_browser()
     require(
         executable is not None and Path(executable).exists(),
@@ -88,7 +112,9 @@ def browser():
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as p:
         b = p.chromium.launch(executable_path=executable, args=BROWSER_ARGS)
+        _SHARED["browser"] = b
         yield b
+        del _SHARED["browser"]
         b.close()
 
 
@@ -96,6 +122,7 @@ class Visit:
     """A browser page that records console errors and blocks off-site requests."""
 
     def __init__(self, browser, scheme="light"):
+        self.scheme = scheme
         self.context = browser.new_context(
             viewport={"width": 1280, "height": 900},
             color_scheme="dark" if scheme == "dark" else "light",
@@ -138,7 +165,7 @@ def visit(browser):
 
 
 CHECK_PAGE = """() => {
-  const article = document.querySelector("article.md-content__inner");
+  const article = document.querySelector("article.md-content__inner, article");
   const clone = article.cloneNode(true);
   clone.querySelectorAll("pre, code, math, script, style").forEach((e) => e.remove());
   const text = clone.innerText;
@@ -149,14 +176,37 @@ CHECK_PAGE = """() => {
   return {
     text,
     arithmatex: article.querySelectorAll(".arithmatex").length,
-    math: article.querySelectorAll("math").length,
-    pre: article.querySelectorAll("pre > code").length,
-    copy: article.querySelectorAll("pre button.md-clipboard, button.md-code__button[data-md-type='copy']").length,
     imgs,
   };
 }"""
 
+# Material sets a code block up (its copy button...) when it comes into view: scroll
+# to every code block a reader can see, in turn, and list those left without one.
+COPY_BUTTONS = """async () => {
+  const frame = () => new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0)));
+  const blocks = [...document.querySelectorAll("article pre")]
+    .filter((pre) => pre.querySelector("code") && pre.checkVisibility());
+  for (const pre of blocks) {
+    pre.scrollIntoView({block: "center"});
+    await frame(); await frame();
+  }
+  await frame();
+  window.scrollTo(0, 0);
+  const copy = "button.md-clipboard, button.md-code__button[data-md-type='copy']";
+  return {
+    blocks: blocks.length,
+    missing: blocks.filter((pre) => !pre.querySelector(copy))
+      .map((pre) => (pre.closest(".highlight")?.querySelector(".filename")?.textContent
+                     || pre.textContent.trim().split("\\n")[0]).slice(0, 60)),
+  };
+}"""
 
+
+# The colour of a highlighted token comes from its class, its block's language class
+# and the scheme. Each distinct (language, class) on the page is drawn once in a
+# fresh block at the top of the article and measured there: what getComputedStyle
+# says of blocks off screen or in closed <details> (not drawn, content-visibility)
+# can be stale, and styling all of them would take seconds a page.
 CODE_COLOURS = """() => {
   const rgb = (s) => s.match(/[\\d.]+/g).slice(0, 3).map(Number);
   const lum = (c) => {
@@ -164,17 +214,30 @@ CODE_COLOURS = """() => {
       return x <= 0.03928 ? x / 12.92 : ((x + 0.055) / 1.055) ** 2.4; });
     return 0.2126 * r + 0.7152 * g + 0.0722 * b;
   };
-  const seen = new Map();
+  const kinds = new Map();
   for (const span of document.querySelectorAll("article pre code span[class]")) {
     if (!span.textContent.trim()) continue;
-    const fg = getComputedStyle(span).color;
-    const bg = getComputedStyle(span.closest("code")).backgroundColor;
-    const key = fg + "|" + bg;
-    if (seen.has(key)) continue;
-    const [a, b] = [lum(rgb(fg)), lum(rgb(bg))].sort((x, y) => y - x);
-    seen.set(key, { cls: span.className, fg, bg, ratio: (a + 0.05) / (b + 0.05) });
+    const block = span.closest("div.highlight");
+    const key = (block ? block.className : "") + "|" + span.className;
+    if (!kinds.has(key)) kinds.set(key, [block ? block.className : "", span.className]);
   }
-  return [...seen.values()];
+  const article = document.querySelector("article");
+  const out = [];
+  for (const [blockClass, cls] of kinds.values()) {
+    const block = document.createElement("div");
+    block.className = blockClass;
+    block.innerHTML = '<pre><code><span></span></code></pre>';
+    block.querySelector("span").className = cls;
+    block.querySelector("span").textContent = "token";
+    article.prepend(block);
+    const code = block.querySelector("code");
+    const fg = getComputedStyle(block.querySelector("span")).color;
+    const bg = getComputedStyle(code).backgroundColor;
+    block.remove();
+    const [a, b] = [lum(rgb(fg)), lum(rgb(bg))].sort((x, y) => y - x);
+    out.push({ cls, fg, bg, ratio: (a + 0.05) / (b + 0.05) });
+  }
+  return out;
 }"""
 
 
@@ -185,70 +248,6 @@ def code_contrast_problems(page) -> list[str]:
         for c in page.evaluate(CODE_COLOURS)
         if c["ratio"] < 4.5
     ]
-
-
-def page_paths() -> list[str]:
-    """The URL path of every page, from docs/ (known before the site is built)."""
-    paths = []
-    for src in sorted((ROOT / "docs").rglob("*.md")) + sorted(
-        (ROOT / "docs" / "notebooks").glob("*.py")
-    ):
-        rel = src.relative_to(ROOT / "docs").with_suffix("").as_posix()
-        paths.append("/" if rel == "index" else f"/{rel.removesuffix('/index')}/")
-    return paths
-
-
-@pytest.mark.parametrize("scheme", ["light", "dark"])
-@pytest.mark.parametrize("path", page_paths())
-def test_page_renders_cleanly_offline_and_accessibly(path, scheme, site, server, visit):
-    """No console error, no request off 127.0.0.1, math rendered (no raw TeX), every
-    figure loaded with a size and an alt text, a copy button on code, and no serious
-    or critical axe-core violation. Saves a full-page screenshot."""
-    from axe_playwright_python.sync_playwright import Axe
-
-    assert (site / path.strip("/") / "index.html").exists(), f"{path} was not built"
-    v = visit(scheme)
-    v.page.goto(server + path, wait_until="load")
-    v.page.evaluate("document.fonts.ready")
-    info = v.page.evaluate(CHECK_PAGE)
-    SCREENSHOTS.mkdir(exist_ok=True)
-    name = path.strip("/").replace("/", "-") or "index"
-    v.page.screenshot(path=str(SCREENSHOTS / f"{name}-{scheme}.jpg"), full_page=True,
-                      type="jpeg", quality=60, scale="css", animations="disabled")
-    problems = list(v.errors) + [f"request to {u}" for u in v.offsite]
-    if info["arithmatex"] or any(t in info["text"] for t in ("$$", "\\frac", "\\(")):
-        problems.append("raw TeX is visible")
-    for img in info["imgs"]:
-        if not img["ok"] or img["w"] <= 0:
-            problems.append(f"figure {img['src']} did not load")
-        if not img["alt"].strip():
-            problems.append(f"figure {img['src']} has no alt text")
-    if info["pre"] and info["copy"] == 0:
-        problems.append("code blocks but no copy button")
-    problems += code_contrast_problems(v.page)
-    if scheme == "dark":
-        problems += dark_figure_problems(v.page)
-    # Code blocks are left to code_contrast_problems: axe checks every highlighted
-    # span one by one, which takes seconds a page and finds nothing more.
-    for violation in Axe().run(v.page, context={"exclude": [["pre"]]}).response["violations"]:
-        if violation["impact"] in ("serious", "critical"):
-            targets = [n["target"] for n in violation["nodes"][:3]]
-            problems.append(f"axe {violation['id']}: {violation['help']} at {targets}")
-    assert not problems, f"{path} ({scheme}):\n" + "\n".join(problems)
-
-
-def test_math_is_mathml_with_the_bundled_font(site, server, visit):
-    v = visit()
-    v.page.goto(server + "/attention/", wait_until="load")
-    family = v.page.evaluate(
-        "() => getComputedStyle(document.querySelector('article math')).fontFamily"
-    )
-    assert "STIX Two Math" in family
-    loaded = v.page.evaluate(
-        "async () => { await document.fonts.ready;"
-        " return document.fonts.check('16px \"STIX Two Math\"'); }"
-    )
-    assert loaded
 
 
 def _luminance_spread(png: bytes) -> tuple[float, float]:
@@ -272,6 +271,183 @@ def dark_figure_problems(page) -> list[str]:
             problems.append(f"figure {img.get_attribute('src')} has no contrast in dark "
                             f"mode (mean {mean:.0f}, spread {spread:.0f})")
     return problems
+
+
+def start(page, name: str, function: str, arg=None) -> None:
+    """Start the async JavaScript ``function`` in ``page`` and return at once: the
+    browser goes on with it while other pages are looked at. ``result`` waits."""
+    page.evaluate(f"(arg) => {{ window.__check_{name} = ({function})(arg); }}", arg)
+
+
+def result(page, name: str):
+    """What ``start(page, name, ...)`` came to, once it has."""
+    return page.evaluate(f"() => window.__check_{name}")
+
+
+def start_axe(page, rules: list[str] | None = None) -> None:
+    """Start axe-core in ``page`` without waiting for it (``axe_problems`` collects).
+    Code blocks are left to code_contrast_problems: axe checks every highlighted
+    span one by one, which takes seconds a page and finds nothing more."""
+    from axe_playwright_python.base import AXE_SCRIPT
+
+    options = {"resultTypes": ["violations"]}
+    if rules is not None:
+        options["runOnly"] = {"type": "rule", "values": rules}
+    page.evaluate(AXE_SCRIPT)
+    start(page, "axe", "(options) => axe.run({exclude: [['pre']]}, options)"
+                       ".then((r) => r.violations)", options)
+
+
+def axe_problems(page) -> list[str]:
+    """The serious and critical violations axe found (see ``start_axe``)."""
+    return [
+        f"axe {v['id']}: {v['help']} at {[n['target'] for n in v['nodes'][:3]]}"
+        for v in result(page, "axe")
+        if v["impact"] in ("serious", "critical")
+    ]
+
+
+def check_pages(browser, jobs: list[tuple[str, str]]) -> dict[tuple[str, str], list]:
+    """Load each ``(url, scheme)`` and list what is wrong with it: console errors,
+    requests off 127.0.0.1, raw TeX, figures that did not load or have no alt text,
+    code blocks a reader can see that get no copy button, highlighted code under
+    WCAG AA contrast, figures without contrast in dark mode and axe-core's serious
+    and critical violations. ``OPEN_AT_ONCE`` pages are open at a time; each step is
+    started in all of them before any is waited for."""
+    reports = {}
+    for first in range(0, len(jobs), OPEN_AT_ONCE):
+        batch = jobs[first:first + OPEN_AT_ONCE]
+        visits = [Visit(browser, scheme) for _, scheme in batch]
+        try:
+            for v, (url, _) in zip(visits, batch):
+                v.page.goto(url, wait_until="commit")
+            for v in visits:
+                v.page.wait_for_load_state("load")
+                v.page.evaluate("document.fonts.ready.then(() => null)")
+                if v.scheme == "light":  # copy buttons do not depend on colours
+                    start(v.page, "copy", COPY_BUTTONS)
+            for v, (url, _) in zip(visits, batch):
+                v.problems = []
+                if v.scheme == "light":
+                    copy = result(v.page, "copy")
+                    v.problems += [f"code block without a copy button: {m!r}"
+                                   for m in copy["missing"]]
+                info = v.page.evaluate(CHECK_PAGE)
+                if info["arithmatex"] or any(t in info["text"]
+                                             for t in ("$$", "\\frac", "\\(")):
+                    v.problems.append("raw TeX is visible")
+                for img in info["imgs"]:
+                    if not img["ok"] or img["w"] <= 0:
+                        v.problems.append(f"figure {img['src']} did not load")
+                    if not img["alt"].strip():
+                        v.problems.append(f"figure {img['src']} has no alt text")
+                v.problems += code_contrast_problems(v.page)
+                if v.scheme == "dark":
+                    v.problems += dark_figure_problems(v.page)
+                start_axe(v.page, None if v.scheme == "light" else AXE_COLOUR_RULES)
+            for v, (url, scheme) in zip(visits, batch):
+                v.problems += axe_problems(v.page)
+                if TAKE_SCREENSHOTS:
+                    SCREENSHOTS.mkdir(exist_ok=True)
+                    name = urlsplit(url).path.strip("/").replace("/", "-") or "index"
+                    v.page.screenshot(
+                        path=str(SCREENSHOTS / f"{name}-{scheme}.jpg"), full_page=True,
+                        type="jpeg", quality=60, scale="css", animations="disabled")
+                v.problems += v.errors + [f"request to {u}" for u in v.offsite]
+                reports[(url, scheme)] = v.problems
+        finally:
+            for v in visits:
+                v.close()
+    return reports
+
+
+@pytest.fixture(scope="session")
+def page_reports(site, server, browser):
+    """Every page in both schemes, checked once for the whole run (see check_pages)."""
+    jobs = [(server + path, scheme) for path in page_paths() for scheme in SCHEMES]
+    return {(urlsplit(url).path, scheme): problems
+            for (url, scheme), problems in check_pages(browser, jobs).items()}
+
+
+@pytest.mark.xdist_group("browser-pages")
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("path", page_paths())
+def test_page_renders_cleanly_offline_and_accessibly(path, scheme, site, page_reports):
+    """No console error, no request off 127.0.0.1, math rendered (no raw TeX), every
+    figure loaded with a size and an alt text, a copy button on every code block a
+    reader can see, highlighted code at WCAG AA contrast, figures legible in dark
+    mode, and no serious or critical axe-core violation."""
+    assert (site / path.strip("/") / "index.html").exists(), f"{path} was not built"
+    problems = page_reports[(path, scheme)]
+    assert not problems, f"{path} ({scheme}):\n" + "\n".join(problems)
+
+
+PLANTED = """<!doctype html><html lang="en"><head><title>planted</title>
+<style>pre code { background: #fff } .low { color: #999; background: #aaa } .tok { color: #ccc }
+img { display: block } @media (prefers-color-scheme: dark) { body { background: #000 } }
+</style>
+</head><body><main><article>
+<h1>Planted faults</h1>
+<p>Raw TeX: $$\\frac{a}{b}$$</p>
+<p class="low">Text too light to read on white.</p>
+<img src="figure.svg"><img src="missing.png" alt="a figure that is not there">
+<pre><code><span class="tok">light_token</span> = 1</code></pre>
+<script>console.error("planted error");</script>
+<script src="https://cdn.example.invalid/x.js"></script>
+</article></main></body></html>"""
+
+
+def test_the_page_check_catches_what_it_looks_for(browser, tmp_path):
+    """The control: a page with one of each fault, through the same concurrent check
+    as the site's pages, in both schemes."""
+    (tmp_path / "index.html").write_text(PLANTED)
+    (tmp_path / "figure.svg").write_text(  # black on nothing: black on a dark page
+        '<svg xmlns="http://www.w3.org/2000/svg" width="200" height="80">'
+        '<text x="10" y="50" font-size="40" fill="black">dark</text></svg>')
+    with serve_directory(tmp_path) as url:
+        reports = check_pages(browser, [(url + "/", "light"), (url + "/", "dark")])
+    light, dark = reports[(url + "/", "light")], reports[(url + "/", "dark")]
+    expected_light = [
+        "raw TeX is visible",
+        "figure missing.png did not load",
+        "figure figure.svg has no alt text",
+        "code block without a copy button",
+        "code .tok rgb(204, 204, 204) on rgb(255, 255, 255)",
+        "axe color-contrast",
+        "axe image-alt",
+        "console error: planted error",
+        "request to https://cdn.example.invalid/x.js",
+    ]
+    for fault in expected_light:
+        assert any(p.startswith(fault) for p in light), (fault, light)
+    # Dark mode: the colour checks, and the figure without contrast on a dark page;
+    # the DOM-only axe rules ran once, in light.
+    for fault in ["code .tok", "axe color-contrast", "figure figure.svg has no contrast"]:
+        assert any(p.startswith(fault) for p in dark), (fault, dark)
+    assert not any(p.startswith(("axe image-alt", "code block without")) for p in dark)
+
+
+SETTLE = "() => new Promise((r) => requestAnimationFrame(() => setTimeout(r, 100)))"
+SEARCH_READY = """() => !document.querySelector(".md-search-result__meta")
+                  .textContent.includes("Initializing")"""
+
+
+@pytest.mark.parametrize("path", ["/", "/attention/"])
+def test_dark_mode_changes_only_colours(path, server, visit):
+    """Why axe's DOM rules run in light mode only: what assistive technology is told
+    about the page (its accessibility tree) is the same in both schemes."""
+    trees = {}
+    for scheme in SCHEMES:
+        v = visit(scheme)
+        v.page.goto(server + path, wait_until="networkidle")
+        v.page.wait_for_function(SEARCH_READY)
+        v.page.evaluate(SETTLE)  # code blocks in view have been set up
+        trees[scheme] = v.page.locator("body").aria_snapshot()
+        assert v.page.evaluate("document.body.dataset.mdColorScheme") == (
+            "slate" if scheme == "dark" else "default")
+    diff = difflib.unified_diff(trees["light"].splitlines(), trees["dark"].splitlines(),
+                                "light", "dark", lineterm="")
+    assert trees["light"] == trees["dark"], "\n".join(diff)
 
 
 def test_every_built_page_is_checked(site):
@@ -323,3 +499,145 @@ def test_the_check_catches_an_offsite_request(server, visit):
                     " s.src = 'https://cdn.example.invalid/x.js'; document.head.append(s); }")
     v.page.wait_for_timeout(200)
     assert v.offsite == ["https://cdn.example.invalid/x.js"]
+
+
+# The math font: every formula is drawn with glyphs of the subset the build ships.
+
+MATH_TEXT = """(italic) => {
+  const chars = new Set();
+  for (const math of document.querySelectorAll("math")) {
+    const walker = document.createTreeWalker(math, NodeFilter.SHOW_TEXT);
+    while (walker.nextNode()) for (const c of walker.currentNode.data) chars.add(c);
+    for (const mi of math.querySelectorAll("mi:not([mathvariant])")) {
+      const t = mi.textContent.trim();
+      if ([...t].length === 1 && italic[t]) chars.add(italic[t]);
+    }
+    if (math.querySelector("msqrt, mroot")) chars.add("\\u221a");
+  }
+  return [...chars].filter((c) => !/\\s/.test(c) || c === "\\u00a0");
+}"""
+
+# Draw every formula with the subset, then with the full font (served by the test),
+# and compare the width of every element of every formula: a glyph the subset lacks
+# comes from a fallback font and changes some width. (Heights are left out: the box
+# of a Greek italic letter comes out 2 px shorter with the subset, with the same
+# glyph outline and metrics in both fonts.)
+MATH_BOXES = """async (full) => {
+  const face = new FontFace("STIX Two Math Full", `url(${full})`);
+  document.fonts.add(await face.load());
+  const style = document.createElement("style");
+  document.head.append(style);
+  const boxes = () => [...document.querySelectorAll("article math, article math *")]
+    .map((e) => Math.round(e.getBoundingClientRect().width * 100));
+  await document.fonts.ready;
+  const subset = boxes();
+  style.textContent = 'math { font-family: "STIX Two Math Full", math !important; }';
+  await document.fonts.ready;
+  const fullBoxes = boxes();
+  const els = [...document.querySelectorAll("article math, article math *")];
+  const differ = [];
+  els.forEach((e, i) => {
+    if (subset[i] !== fullBoxes[i])
+      differ.push(e.tagName.toLowerCase() + ": " + e.textContent.slice(0, 30));
+  });
+  return {elements: els.length, differ: differ.slice(0, 10), count: differ.length};
+}"""
+
+FULL_FONT_PATH = "/__full-math-font__.woff2"
+
+
+def glyph_problems(browser, urls: list[str], subset: bytes | None = None) -> dict:
+    """What the math of each page would draw without its own font: its characters
+    the served subset lacks (after the same italic mapping the browser applies), and
+    elements of its formulas whose size changes when drawn with the full font.
+    ``subset`` replaces the served font (for the control). All pages at once."""
+    from fontTools.ttLib import TTFont
+
+    full = (ROOT / "docs" / mathfont.SOURCE).read_bytes()
+    full_cmap = set(TTFont(io.BytesIO(full)).getBestCmap())
+    visits = [Visit(browser) for _ in urls]
+    served: dict[str, bytes] = {}  # font URL -> bytes, for every page
+
+    def font(route, v):
+        if route.request.url.endswith(FULL_FONT_PATH):
+            route.fulfill(body=full, content_type="font/woff2")
+        elif subset is not None:
+            route.fulfill(body=subset, content_type="font/woff2")
+        else:
+            response = route.fetch()
+            v.font = served[route.request.url] = response.body()
+            route.fulfill(response=response)
+
+    problems = {}
+    try:
+        for v, url in zip(visits, urls):
+            v.font = subset
+            # one-argument handler: Playwright passes the request as a second one
+            v.page.route("**/*.woff2", functools.partial(font, v=v))
+            v.page.goto(url, wait_until="commit")
+        for v in visits:
+            v.page.wait_for_load_state("load")
+            v.page.evaluate("document.fonts.ready.then(() => null)")
+            v.chars = v.page.evaluate(MATH_TEXT, mathfont.ITALIC)
+            start(v.page, "boxes", MATH_BOXES, FULL_FONT_PATH)
+        for v, url in zip(visits, urls):
+            found = []
+            if v.font is None:
+                found.append("the page has math but loaded no math font")
+            else:
+                covered = set(TTFont(io.BytesIO(v.font)).getBestCmap())
+                found += [f"U+{ord(c):04X} {c!r} is not in the math font"
+                          for c in sorted(v.chars) if ord(c) in full_cmap - covered]
+            boxes = result(v.page, "boxes")
+            if boxes["count"]:
+                found.append(f"{boxes['count']} of {boxes['elements']} formula elements "
+                             f"change width with the full font: {boxes['differ']}")
+            problems[url] = found + v.errors
+    finally:
+        for v in visits:
+            v.close()
+    if subset is None and len(set(served.values())) > 1:
+        raise AssertionError(f"pages load different math fonts: {sorted(served)}")
+    return problems
+
+
+def math_pages(site: Path) -> list[str]:
+    return [p for p in site_pages(site)
+            if "<math" in (site / p.strip("/") / "index.html").read_text()]
+
+
+@pytest.mark.xdist_group("browser-pages")
+def test_every_formula_is_drawn_with_glyphs_of_the_shipped_font(site, server, browser):
+    pages = math_pages(site)
+    assert "/attention/" in pages and "/" not in pages
+    problems = glyph_problems(browser, [server + p for p in pages])
+    assert not any(problems.values()), problems
+
+
+def test_the_glyph_check_catches_a_missing_glyph(site, server, browser):
+    """The control: the same page with a subset that lacks "=" fails both ways."""
+    chars = set()
+    for page in math_pages(site):
+        chars |= mathfont.math_chars((site / page.strip("/") / "index.html").read_text())
+    lacking = mathfont.subset_font((ROOT / "docs" / mathfont.SOURCE).read_bytes(),
+                                   chars - {"="})
+    (problems,) = glyph_problems(browser, [server + "/attention/"], lacking).values()
+    assert any(p.startswith("U+003D '='") for p in problems), problems
+    assert any("change width with the full font" in p for p in problems), problems
+
+
+def test_pages_without_math_load_no_math_font(site, server, visit):
+    v = visit()
+    fonts = []
+    v.page.on("request", lambda r: fonts.append(r.url) if ".woff2" in r.url else None)
+    v.page.goto(server + "/", wait_until="load")
+    assert fonts == []
+    v.page.goto(server + "/attention/", wait_until="load")
+    family = v.page.evaluate(
+        "() => getComputedStyle(document.querySelector('article math')).fontFamily")
+    assert "STIX Two Math" in family
+    assert v.page.evaluate("document.fonts.ready.then(() =>"
+                           " document.fonts.check('16px \"STIX Two Math\"'))")
+    assert [urlsplit(u).path for u in fonts] == [
+        "/" + p.relative_to(site).as_posix()
+        for p in (site / "assets" / "fonts").glob("*.woff2")]

@@ -17,7 +17,7 @@ import pytest
 
 from snippets.explorer import EXPLORER_SENTENCES, explorer_data
 from tests.conftest import mkdocs_build
-from tests.test_browser import SCREENSHOTS, serve_directory
+from tests.test_browser import SCREENSHOTS, TAKE_SCREENSHOTS, serve_directory
 from tests.test_browser import browser, server, visit  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.browser
@@ -284,8 +284,9 @@ def test_bars_and_numbers_are_visible_in_both_schemes(scheme, server, visit, dat
     }""")
     sat_row = data["sentences"][0]["heads"][0]["weights"][2]
     assert ratio == pytest.approx(sat_row, abs=0.01)
-    SCREENSHOTS.mkdir(exist_ok=True)
-    root.screenshot(path=str(SCREENSHOTS / f"explorer-widget-{scheme}.png"))
+    if TAKE_SCREENSHOTS:
+        SCREENSHOTS.mkdir(exist_ok=True)
+        root.screenshot(path=str(SCREENSHOTS / f"explorer-widget-{scheme}.png"))
     problems = [
         f"axe {violation['id']}: {violation['help']}"
         for violation in Axe().run(v.page, context=".attention-explorer")
