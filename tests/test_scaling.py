@@ -353,7 +353,7 @@ def test_real_initialisation_spreads_match_the_formula():
     text = section(PAGE, "What real initialisations give")
     assert f"{d_model * 0.02**2:.3f}" in text
     assert numbers(text) == [
-        1, 3, 1,  # nn.Linear: std 1/sqrt(3 d_model); its documented k = 1/d_model
+        1, 1, 3,  # nn.Linear: uniform within 1/sqrt(d_model), std 1/sqrt(3 d_model)
         3, 1, 2,  # nn.MultiheadAttention: (3 d_model, d_model), std 1/sqrt(2 d_model)
         0.02, 2018, 4.1, 0.02, 2,  # GPT (Radford et al., 2018, 4.1); GPT-2's config
         2, 2, 2,  # sigma_w^2, three times
