@@ -60,7 +60,7 @@ WORD_BUDGET = 1500
 # the list can only shrink. Empty it; never add to it.
 NOT_YET_REVISED = {
     page: "not yet revised: opening box, prose budget and claims audit to come"
-    for page in ("softmax-stability.md", "efficient.md", "explorer.md",
+    for page in ("efficient.md", "explorer.md",
                  # revised one by one, leaving the list as each passes:
                  "index.md", "attention.md", "why-it-matters.md", "computation.md",
                  "pytorch-example.md", "numerical-example.md", "diagram.md",
