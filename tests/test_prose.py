@@ -63,8 +63,8 @@ NOT_YET_REVISED = {
     for page in ("masks.md", "scaling.md", "softmax-stability.md", "position.md",
                  "efficient.md", "explorer.md",
                  # revised one by one, leaving the list as each passes:
-                 "index.md", "attention.md", "why-it-matters.md", "computation.md",
-                 "pytorch-example.md", "numerical-example.md", "diagram.md",
+                 "attention.md", "why-it-matters.md", "computation.md",
+                 "numerical-example.md", "diagram.md",
                  "multi-head.md", "conclusion.md", "notebooks/playground.py",
                  "notebooks/multihead-step-by-step.py")
 }
@@ -430,7 +430,7 @@ def test_word_count_rules():
 
 # ---- the claims audit record --------------------------------------------------------
 
-KINDS = ("checked", "qualified", "cited", "convention")
+KINDS = ("checked", "tested", "qualified", "cited", "convention")
 
 
 def flat(text: str) -> str:
@@ -487,13 +487,18 @@ def check_claims(page: Path) -> None:
             assert flat(quote) in text, f"{target}: “{quote}” is not on the page"
         kind = flat(how).lower()
         assert kind in KINDS, f"{target}: {how!r} is not one of {KINDS}"
+        named = re.findall(r"`(tests/[\w/]+\.py)::(\w+)`", backing)
+        for path, name in named:
+            assert f"def {name}(" in (ROOT / path).read_text(), f"no {path}::{name}"
+        code = [c for c in re.findall(r"`([^`]+)`", backing) if not c.startswith("tests/")]
         if kind == "checked":
-            code = re.findall(r"`([^`]+)`", backing)
             assert code, f"{target}: checked claim names no code: {claim}"
             for fragment in code:
                 assert fragment in _page_code(target), (
                     f"{target}: no block of the page runs `{fragment}`"
                 )
+        if kind == "tested":
+            assert named, f"{target}: a tested claim names no tests/...::test: {claim}"
         if kind == "convention":
             assert any("convention" in q.lower() for q in quotes), (
                 f"{target}: a convention must be called one on the page: {claim}"
