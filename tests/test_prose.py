@@ -63,7 +63,7 @@ NOT_YET_REVISED = {
     for page in ("masks.md", "scaling.md", "softmax-stability.md", "position.md",
                  "efficient.md", "explorer.md",
                  # revised one by one, leaving the list as each passes:
-                 "why-it-matters.md", "computation.md",
+                 "why-it-matters.md",
                  "numerical-example.md", "diagram.md",
                  "multi-head.md", "conclusion.md", "notebooks/playground.py",
                  "notebooks/multihead-step-by-step.py")
