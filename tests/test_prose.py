@@ -67,7 +67,6 @@ NOT_YET_REVISED = {
         "position.md",
         "efficient.md",
         "explorer.md",
-        "diagram.md",
         "multi-head.md",
         "conclusion.md",
         "notebooks/playground.py",
