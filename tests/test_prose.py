@@ -67,7 +67,6 @@ NOT_YET_REVISED = {
         "position.md",
         "efficient.md",
         "explorer.md",
-        "multi-head.md",
         "conclusion.md",
         "notebooks/playground.py",
         "notebooks/multihead-step-by-step.py",
@@ -482,6 +481,10 @@ def check_claims(page: Path) -> None:
     if not rows:
         assert NO_CLAIMS in flat(entry), f"docs/claims.md: {target} has no claims table"
         return
+    count = re.search(r'"(\d+) claims?, and what backs each"', entry)
+    assert count and int(count.group(1)) == len(rows), (
+        f"docs/claims.md: the title of {target}'s table must count its {len(rows)} rows"
+    )
     text = _page_text(target)
     for row in rows:
         assert len(row) == 3, f"{target}: a row needs claim, how, backing: {row}"
