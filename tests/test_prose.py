@@ -67,7 +67,6 @@ NOT_YET_REVISED = {
         "position.md",
         "efficient.md",
         "explorer.md",
-        "conclusion.md",
         "notebooks/playground.py",
         "notebooks/multihead-step-by-step.py",
     )
