@@ -67,8 +67,6 @@ NOT_YET_REVISED = {
         "position.md",
         "efficient.md",
         "explorer.md",
-        "notebooks/playground.py",
-        "notebooks/multihead-step-by-step.py",
     )
 }
 
