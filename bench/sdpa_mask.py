@@ -17,7 +17,9 @@ once with a fixed seed; one warm-up call per case; then the cases take turns
 (round robin) for ``--repeats`` rounds, so load from other processes on a shared
 machine hits all of them alike; ``time.perf_counter`` around one call under
 ``torch.inference_mode()``; the median of each case's times is kept, with every
-time. The ratios are explicit-mask median / ``is_causal`` median. The run records
+time. The ratios are explicit-mask median / ``is_causal`` median; because load from
+other processes comes and goes, the median of the per-round ratios (the two variants
+of one round ran back to back) is kept too. The run records
 the torch version, CPU, threads and date, and checks that the two variants give the
 same output.
 """
@@ -25,10 +27,8 @@ same output.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -38,11 +38,13 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from bench.run import machine_info  # CPU, torch version, threads, date: one recipe
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "bench" / "sdpa_mask.json"
 COMMAND = "python -m bench.sdpa_mask"
 
-FULL = {"B": 1, "H": 8, "T": 2048, "head_dim": 64, "repeats": 15, "threads": 1}
+FULL = {"B": 1, "H": 8, "T": 2048, "head_dim": 64, "repeats": 31, "threads": 1}
 QUICK = {"B": 1, "H": 2, "T": 64, "head_dim": 16, "repeats": 3, "threads": 1}
 BACKENDS = {"default": None, "flash": SDPBackend.FLASH_ATTENTION,
             "math": SDPBackend.MATH}
@@ -118,36 +120,17 @@ def measure(cfg, log=print):
                               for var in VARIANTS}
         entry["ratio_mask_over_is_causal"] = (
             entry["mask"]["median_s"] / entry["is_causal"]["median_s"])
+        # the two variants of one round ran back to back, under the same load
+        entry["median_round_ratio"] = statistics.median(
+            m / c for m, c in zip(times[b, "mask"], times[b, "is_causal"]))
         results[b] = entry
     return results, agree
-
-
-def machine_info():
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f
-                        if line.startswith("model name")), cpu)
-    except OSError:  # pragma: no cover - not Linux
-        pass
-    return {
-        "cpu_model": cpu,
-        "logical_cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch_version": torch.__version__,
-        "python_version": platform.python_version(),
-        "platform": platform.platform(),
-        "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(
-            timespec="seconds"),
-        "load_average_at_start": list(os.getloadavg()),
-    }
 
 
 def run(cfg, quick, log=print):
     torch.set_num_threads(cfg["threads"])
     started = time.perf_counter()
-    machine = machine_info()
-    machine["command"] = COMMAND + (" --quick" if quick else "")
+    machine = machine_info(COMMAND + (" --quick" if quick else ""))
     results, agree = measure(cfg, log)
     machine["load_average_at_end"] = list(os.getloadavg())
     machine["seconds"] = round(time.perf_counter() - started, 1)
@@ -170,7 +153,7 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, a smoke test")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON to write")
-    parser.add_argument("--repeats", type=int, help="rounds of timing (default 15)")
+    parser.add_argument("--repeats", type=int, help="rounds of timing (default 31)")
     parser.add_argument("--threads", type=int, help="torch threads (default 1)")
     args = parser.parse_args(argv)
     for name in ("repeats", "threads"):

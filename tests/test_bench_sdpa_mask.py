@@ -39,6 +39,10 @@ def check_results(data):
         assert math.isclose(entry["ratio_mask_over_is_causal"],
                             entry["mask"]["median_s"] / entry["is_causal"]["median_s"],
                             rel_tol=1e-12)
+        rounds = [m / c for m, c in zip(entry["mask"]["times_s"],
+                                        entry["is_causal"]["times_s"])]
+        assert math.isclose(entry["median_round_ratio"], statistics.median(rounds),
+                            rel_tol=1e-12)
     picks = data["results"]["default"]["picks"]
     assert set(picks) == set(sdpa_mask.VARIANTS)
 

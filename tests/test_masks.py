@@ -609,6 +609,9 @@ def test_every_benchmark_number_on_the_page_is_the_json():
     assert (f"The committed run: {machine['cpu_model']} CPU, torch "
             f"{machine['torch_version']}, {machine['date_utc'][:10]} (UTC).") in note
     assert f"(load average {load:.1f} at the start)" in note
+    assert (f"the median of the per-round ratios, whose two timings ran back to back, was "
+            f"{results['default']['median_round_ratio']:.2f} (the ratio of the medians "
+            f"above: {ratio:.2f})") in note
     assert numbers(main.split("**Time.**")[1]) == [
         cfg["T"], cfg["H"], cfg["head_dim"],
         ms("default", "is_causal"), ms("default", "mask"), ratio, cfg["repeats"],
