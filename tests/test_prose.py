@@ -55,9 +55,9 @@ CLAIMS = DOCS / "claims.md"
 WORD_BUDGET = 1500
 
 # Pages not yet revised to these rules, with the reason. Their checks (budget,
-# opening, glossary link, claims audit) are expected failures; a page leaves this list once it passes
-# them all, and a test fails while a page that passes everything is still listed, so
-# the list can only shrink. Empty it; never add to it.
+# opening, glossary link, claims audit) are expected failures. A page leaves this
+# list once it passes them all, and a test fails while a page that passes everything
+# is still listed, so the list can only shrink. Empty it; never add to it.
 NOT_YET_REVISED: dict[str, str] = {}  # every page is revised
 
 
@@ -77,7 +77,8 @@ def render(text: str) -> str:
     """HTML of Markdown ``text``, with the site's extensions and their settings."""
     config = _config()
     md = markdown.Markdown(
-        extensions=config["markdown_extensions"], extension_configs=config["mdx_configs"]
+        extensions=config["markdown_extensions"],
+        extension_configs=config["mdx_configs"],
     )
     return md.convert(text)
 
@@ -169,7 +170,7 @@ def read_rendered(path: Path) -> _MainPath:
 
 
 def main_path_words(path: Path) -> int:
-    """Words of prose in the page's main path (the rules are in the module docstring)."""
+    """Words of prose in the page's main path (rules: the module docstring)."""
     return len(read_rendered(path).words)
 
 
@@ -181,7 +182,8 @@ def formulas(path: Path) -> list[str]:
 # ---- symbols in formulas ------------------------------------------------------------
 
 GREEK = {
-    "alpha", "beta", "gamma", "delta", "epsilon", "theta", "lambda", "mu", "pi", "sigma",
+    "alpha", "beta", "gamma", "delta", "epsilon", "theta", "lambda", "mu", "pi",
+    "sigma",
     "tau", "omega", "ell", "phi", "psi", "rho", "eta", "kappa", "xi", "zeta", "nu",
 }
 # A subscript made only of these is an index (x_i, s_{ij}, h_{t-1}, head_H): it
@@ -189,7 +191,9 @@ GREEK = {
 INDEX = re.compile(r"[ijtmnc0-9H'+\-]+")
 # \text{if query } ... or \text{otherwise.}: words of a sentence, not symbols
 PROSE_IN_MATH = re.compile(r"\\text\s*\{(?:[^{}]*\s[^{}]*|[^{}]*[.,;:])\}")
-TEXT_SUBSCRIPT = re.compile(r"_\s*(?:\{\s*\\text\s*\{([^{}]*)\}\s*\}|\\text\s*\{([^{}]*)\})")
+TEXT_SUBSCRIPT = re.compile(
+    r"_\s*(?:\{\s*\\text\s*\{([^{}]*)\}\s*\}|\\text\s*\{([^{}]*)\})"
+)
 NAMED = re.compile(
     r"\\(?:operatorname|text|mathrm|mathbf|mathbb|mathcal|tilde|hat|bar)\s*\{([^{}]*)\}"
 )
@@ -265,7 +269,9 @@ def glossary_symbols() -> dict[str, str]:
         for row in table[1:]:
             for tex in re.findall(r"\$([^$]+)\$", row[0]):
                 for symbol in _raw_symbols(tex):
-                    assert defined.get(symbol, row[0]) == row[0], f"{symbol} is defined twice"
+                    assert defined.get(symbol, row[0]) == row[0], (
+                        f"{symbol} is defined twice"
+                    )
                     defined[symbol] = row[0]
     return defined
 
@@ -332,7 +338,8 @@ def opening(path: Path) -> re.Match | None:
 def check_opening(page: Path) -> None:
     found = opening(page)
     assert found, (
-        f'docs/{page_id(page)}: the page must open with its title and a "This page" box '
+        f"docs/{page_id(page)}: the page must open with its title and a "
+        '"This page" box '
         "(**Answers:** a question; **Assumes:** links); see tests/test_prose.py"
     )
     answers = " ".join(found["answers"].split())
@@ -380,8 +387,8 @@ def test_glossary_is_in_the_nav():
 
 def test_glossary_defines_the_core_symbols():
     """The symbols every page builds on are in the glossary, each once."""
-    core = {"x", "X", "W_q", "W_k", "W_v", "W_o", "Q", "K", "V", "d_model", "d_k", "d_v",
-            "T", "B", "H", "D_h", "A", "softmax", "M"}
+    core = {"x", "X", "W_q", "W_k", "W_v", "W_o", "Q", "K", "V", "d_model", "d_k",
+            "d_v", "T", "B", "H", "D_h", "A", "softmax", "M"}
     assert core <= set(glossary_symbols())
 
 
@@ -432,7 +439,10 @@ def flat(text: str) -> str:
     return " ".join(text.split())
 
 
-NO_CLAIMS = "No sentence on this page states how a library, a kernel, a paper or real models behave."
+NO_CLAIMS = (
+    "No sentence on this page states how a library, a kernel, a paper or real models "
+    "behave."
+)
 
 
 def claims_by_page() -> dict[str, str]:
@@ -458,9 +468,9 @@ def _page_code(target: str) -> str:
 
 def check_claims(page: Path) -> None:
     """The page's entry in docs/claims.md: a table whose rows each quote a claim
-    (“...”) as it stands on the page, say how it is backed, and, for a checked claim,
-    name code (`...`) that a block of the page runs; or the sentence that the page
-    makes no such claim."""
+    (“...”) as it stands on the page, say how it is backed, and, for a checked
+    claim, name code (`...`) that a block of the page runs; or the sentence that
+    the page makes no such claim."""
     target = page_id(page)
     entry = claims_by_page().get(target)
     assert entry is not None, f"docs/claims.md has no entry for {target}"
@@ -485,7 +495,8 @@ def check_claims(page: Path) -> None:
         named = re.findall(r"`(tests/[\w/]+\.py)::(\w+)`", backing)
         for path, name in named:
             assert f"def {name}(" in (ROOT / path).read_text(), f"no {path}::{name}"
-        code = [c for c in re.findall(r"`([^`]+)`", backing) if not c.startswith("tests/")]
+        code = [c for c in re.findall(r"`([^`]+)`", backing)
+                if not c.startswith("tests/")]
         if kind == "checked":
             assert code, f"{target}: checked claim names no code: {claim}"
             # the block may be on another page that the backing links ("on [...](x.md)")
