@@ -33,9 +33,9 @@ def example_inputs(batch=2, seq_len=3, d_model=6, d_k=4, d_v=5, seed=0):
     w_v (d_model, d_v).
 
     The embeddings have N(0, 1) entries. The projection matrices have N(0, 1/d_model)
-    entries, the scale a layer is initialised at, so that a projected entry has
-    variance about 1 (unscaled N(0, 1) matrices make it d_model; the PyTorch example
-    page shows what that does to the softmax).
+    entries, so that a projected entry has variance about 1 (unscaled N(0, 1) matrices
+    make it d_model; the PyTorch example page shows what that does to the softmax, and
+    the scales libraries start their layers at).
     """
     for name, size in (("batch", batch), ("seq_len", seq_len), ("d_model", d_model),
                        ("d_k", d_k), ("d_v", d_v)):

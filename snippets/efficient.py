@@ -51,8 +51,9 @@ def tiled_attention(q, k, v, block_size=128, is_causal=False):
     q: (..., T_q, d), k: (..., T_k, d), v: (..., T_k, d_v) -> (..., T_q, d_v);
     leading dimensions broadcast. The output of
     ``snippets.attention.scaled_dot_product_attention`` up to float rounding, but it
-    never holds more than one (block_size, block_size) tile of scores per head:
-    extra memory O(T * block_size), not O(T_q * T_k).
+    never holds more than one (block_size, block_size) tile of scores per head, and
+    its running statistics belong to one block of queries at a time: beyond the
+    output, extra memory O(block_size * (block_size + d)) per head, not O(T_q * T_k).
 
     For each block of query rows it walks over the key blocks, keeping per row the
     running maximum ``m`` of the scores seen so far, the running denominator

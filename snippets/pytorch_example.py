@@ -38,6 +38,8 @@ from snippets.checks import (
 )
 
 __all__ = [
+    "INIT_SCHEMES",
+    "score_spread",
     "SelfAttention",
     "article_attention",
     "article_example",
@@ -222,3 +224,60 @@ def saturation_stats(scores):
         "gradient": torch.linalg.matrix_norm(jacobian).mean().item(),
     }
 # --8<-- [end:saturation-stats]
+
+
+# --8<-- [start:init-schemes]
+def _linear(d_model, d_k):
+    return nn.Linear(d_model, d_k, bias=False).weight.T  # weight (d_k, d_model)
+
+
+def _multihead(d_model, d_k):
+    """Head 0's query and key blocks of nn.MultiheadAttention(d_model, d_model // d_k),
+    whose (3 d_model, d_model) in_proj_weight starts Xavier-uniform."""
+    w = nn.MultiheadAttention(d_model, d_model // d_k).in_proj_weight  # (3D, D)
+    return w[:d_k].T, w[d_model:d_model + d_k].T  # each (d_model, d_k)
+
+
+# name: (the weights' standard deviation, a function making w_q, w_k (d_model, d_k))
+INIT_SCHEMES = {
+    "torch.randn (the article)": (
+        lambda d: 1.0,
+        lambda d_model, d_k: (torch.randn(d_model, d_k), torch.randn(d_model, d_k)),
+    ),
+    "torch.randn / sqrt(d_model)": (
+        lambda d: 1 / math.sqrt(d),
+        lambda d_model, d_k: (torch.randn(d_model, d_k) / math.sqrt(d_model),
+                              torch.randn(d_model, d_k) / math.sqrt(d_model)),
+    ),
+    "nn.Linear default": (  # uniform in +-1/sqrt(d_model)
+        lambda d: 1 / math.sqrt(3 * d),
+        lambda d_model, d_k: (_linear(d_model, d_k), _linear(d_model, d_k)),
+    ),
+    "nn.MultiheadAttention": (  # Xavier uniform on (3 d_model, d_model)
+        lambda d: math.sqrt(2 / (d + 3 * d)),
+        _multihead,
+    ),
+    "GPT-2, N(0, 0.02)": (
+        lambda d: 0.02,
+        lambda d_model, d_k: (torch.randn(d_model, d_k) * 0.02,
+                              torch.randn(d_model, d_k) * 0.02),
+    ),
+}
+
+
+def score_spread(name, d_model, d_k, num_runs=1000, seq_len=4, seed=0):
+    """Draw ``num_runs`` pairs w_q, w_k with scheme ``name`` and unit-variance inputs
+    x (T, d_model); return (the weights' measured std, the std of the scaled scores
+    x w_q (x w_k)^T / sqrt(d_k)). Expected: sigma and d_model * sigma**2."""
+    _, make = INIT_SCHEMES[name]
+    weights, scores = [], []
+    with torch.random.fork_rng(), torch.no_grad():
+        torch.manual_seed(seed)
+        for _ in range(num_runs):
+            w_q, w_k = make(d_model, d_k)  # (d_model, d_k) each
+            x = torch.randn(seq_len, d_model)  # (T, d_model)
+            weights.append(torch.cat([w_q.flatten(), w_k.flatten()]))
+            scores.append(scale_scores(attention_scores(x @ w_q, x @ w_k), d_k))
+    return torch.cat(weights).std().item(), torch.stack(scores).std().item()
+# --8<-- [end:init-schemes]
+

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 import re
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -292,6 +294,24 @@ def test_overflow_thresholds(page):
         assert np.isfinite(np.exp(np.float32(int(m.group(2)))))
 
 
+def test_torch_transposes_every_axis_of_a_batch_with_a_warning(page):
+    """The warning box: on more than two axes, k.T reverses all of them, in NumPy and
+    (deprecated, with a warning) in torch 2.13."""
+    text = " ".join(prose(section(page, "Step 2: scores")).split())
+    assert "PyTorch 2.13 does the same, with a deprecation warning" in text
+    assert torch.__version__.startswith("2.13")
+    assert np.zeros((2, 3, 4)).T.shape == (4, 3, 2)
+    # torch warns once per process, so ask a fresh interpreter
+    code = ("import warnings, torch\n"
+            "with warnings.catch_warnings(record=True) as w:\n"
+            "    warnings.simplefilter('always')\n"
+            "    shape = tuple(torch.zeros(2, 3, 4).T.shape)\n"
+            "print(shape, any('deprecated' in str(x.message) for x in w))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "(4, 3, 2) True"
+
+
 def test_float32_digits(page):
     text = " ".join(prose(section(page, "NumPy and PyTorch agree")).split())
     m = re.search(r"keeps about (\d+) significant digits", text)
@@ -321,7 +341,8 @@ def test_every_number_in_the_prose_is_accounted_for(page):
     text = re.sub(r"^\|.*\|$", "", text, flags=re.M)  # tables: checked above
     text = re.sub(r"\$\$.*?\$\$", "", text, flags=re.S)  # display formulas
     text = re.sub(r"`[^`]*`", "", text)  # code names such as `..._np`, `(B, T, d_k)`
-    checked = {*map(float, dims), 18.0, 0.1104, 0.6979, 709.0, 88.0, 7.0, 0.3333}
+    checked = {*map(float, dims), 18.0, 0.1104, 0.6979, 709.0, 88.0, 7.0, 0.3333,
+               2.13}  # torch's version, in the k.T warning
     by_definition = {0.0, 1.0, 2.0, 3.0, 4.0, 5.0}  # e^0 = 1, "sum to 1", step numbers
     allowed = checked | by_definition
     found = set(numbers(text))

@@ -169,9 +169,28 @@ def test_every_number_in_the_prose_is_accounted_for():
     text = prose(PAGE.split('??? example "All the code')[0])
     text = re.sub(r"^\|.*\|$", "", text, flags=re.M)  # the table: checked above
     text = re.sub(r"`[^`]*`", "", text)  # code names
-    text = text.replace("(2017)", "")  # a citation
+    text = text.replace("(2017), section 3.1", "")  # a citation
+    text = text.replace("torch 2.13", "torch")  # the version, checked below
     sizes = table_sizes()
     checked = {*sizes.values(), 512, 8, 10, 64, 800}  # table header, check yourself
     by_definition = {1}  # "rows sum to 1"
     found = set(numbers(text))
     assert found <= {float(n) for n in checked | by_definition}, sorted(found)
+
+
+def test_multihead_attention_calls_multi_head_attention_forward():
+    """The page: torch.nn.MultiheadAttention calls F.multi_head_attention_forward
+    (torch 2.13) when its fused inference path does not apply, as in training mode."""
+    from unittest import mock
+
+    import torch.nn.functional as F
+
+    assert torch.__version__.startswith("2.13")
+    text = " ".join(prose(section(PAGE, "Next steps")).split())
+    assert "function `torch.nn.MultiheadAttention` calls (in torch 2.13" in text
+    layer = torch.nn.MultiheadAttention(8, 2, batch_first=True)
+    x = torch.randn(1, 3, 8)
+    with mock.patch.object(F, "multi_head_attention_forward",
+                           wraps=F.multi_head_attention_forward) as spy:
+        layer(x, x, x)
+    assert spy.call_count == 1

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+import re
 import warnings
 
 import pytest
@@ -10,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.attention.bias import causal_lower_right
 
 from snippets.attention import (
@@ -27,6 +30,7 @@ from snippets.masks import (
     naive_masked_softmax,
     padding_mask,
 )
+from tests.harness import ROOT
 from tests.pages import numbers, prose, read_page, section
 
 torch.set_default_dtype(torch.float32)
@@ -219,6 +223,38 @@ def test_multihead_attention_reads_true_as_blocked():
     assert torch.all(wrong[0, :3].tril() == 0) and wrong[0, 3].isnan().all()
 
 
+def test_a_may_attend_mask_in_masked_fill_code_really_differs():
+    """The first failing-on-purpose block: the inverted mask's output is not the
+    causal output, and every position with a future peeks."""
+    x = randn(1, 4, 8)
+    wrong, _ = attention_with_inverted_mask(x, x, x, causal_mask(4, 4))
+    right, _ = scaled_dot_product_attention(x, x, x, is_causal=True)
+    assert not torch.allclose(wrong[:, :3], right[:, :3], atol=1e-3)
+    assert wrong[:, 3].isnan().all()
+
+
+def test_a_blocked_mask_in_torch_sdpa_really_differs():
+    """The second failing-on-purpose block: F.scaled_dot_product_attention given a
+    True = blocked mask attends to the future only, and its fully masked last row is
+    zeros (no NaN to notice), on both CPU backends."""
+    x = randn(1, 4, 8)
+    blocked = ~causal_mask(4, 4)
+    right = F.scaled_dot_product_attention(x, x, x, is_causal=True)
+    for backend in (SDPBackend.MATH, SDPBackend.FLASH_ATTENTION):
+        q = x[:, None]  # (1, 1, 4, 8): the flash backend takes 4-D inputs only
+        with sdpa_kernel(backend):
+            wrong = F.scaled_dot_product_attention(q, q, q, attn_mask=blocked)[:, 0]
+        assert (wrong - right).abs().max().item() > 1
+        assert torch.equal(wrong[0, -1], torch.zeros(8))
+        _, ref = attention_with_inverted_mask(x, x, x, ~blocked)  # same pattern
+        torch.testing.assert_close(wrong[:, :3], (ref @ x)[:, :3], atol=1e-5, rtol=0)
+
+    def reverse(q, k, v):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=~causal_mask(4, 4))
+
+    assert future_leaks(reverse, x, x, x) == [0, 1, 2]
+
+
 def test_float_mask_zero_means_may_attend():
     """The page: a float mask is added to the scores, 0 = may attend, -inf = blocked."""
     q, k, v = randn(1, 3, 4), randn(1, 3, 4, seed=1), randn(1, 3, 2, seed=2)
@@ -392,8 +428,12 @@ def test_causal_section_numbers():
     _, encoder = scaled_dot_product_attention(x, x, x)
     assert weights[0, 0, 0].item() == 1.0
     torch.testing.assert_close(weights[0, -1], encoder[0, -1])  # "the last row is the same"
-    # "token i + 1", "its weight is 1"
-    assert numbers(section(PAGE, "Causal masks for decoders, none for encoders")) == [1, 1]
+    assert numbers(section(PAGE, "Causal masks for decoders, none for encoders")) == [
+        2018, 3.1,  # GPT: Radford et al., 2018, section 3.1
+        1,  # "token i + 1"
+        2019, 3,  # BERT: Devlin et al., 2019, section 3
+        1,  # "with weight 1"
+    ]
 
 
 def test_padding_section_numbers():
@@ -492,3 +532,111 @@ def test_check_yourself_numbers():
 def test_masks_refuse_bad_input(call, pattern):
     with pytest.raises(ValueError, match=pattern):
         call()
+
+
+# ---------------------------------------------------------------- is_causal or a mask
+
+BENCH = json.loads((ROOT / "bench" / "sdpa_mask.json").read_text())
+CPU_BACKENDS = (SDPBackend.MATH, SDPBackend.FLASH_ATTENTION)
+OTHER_BACKENDS = (SDPBackend.EFFICIENT_ATTENTION, SDPBackend.CUDNN_ATTENTION,
+                  SDPBackend.OVERRIDEABLE)
+
+
+def flat(text):
+    return " ".join(prose(text).split())
+
+
+def qkv4(t=64, seed=4):
+    q, k, v = randn(3, 1, 8, t, 16, seed=seed).unbind(0)
+    return q, k, v
+
+
+@pytest.mark.parametrize("kwargs", [{"is_causal": True},
+                                    {"attn_mask": causal_mask(64, 64)}],
+                         ids=["is_causal", "mask"])
+def test_both_ways_run_on_math_and_flash_only_on_this_cpu(kwargs):
+    q, k, v = qkv4()
+    expected = scaled_dot_product_attention(q, k, v, is_causal=True)[0]
+    for backend in CPU_BACKENDS:
+        with sdpa_kernel(backend):
+            out = F.scaled_dot_product_attention(q, k, v, **kwargs)
+        torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
+    for backend in OTHER_BACKENDS:
+        with sdpa_kernel(backend), pytest.raises(RuntimeError):
+            F.scaled_dot_product_attention(q, k, v, **kwargs)
+
+
+def test_both_at_once_raises_on_math_and_is_a_logical_and_on_flash():
+    q, k, v = qkv4()
+    keep = torch.ones(64, 64, dtype=torch.bool)
+    keep[:, 48:] = False
+    with sdpa_kernel(SDPBackend.MATH), pytest.raises(
+            RuntimeError, match="Explicit attn_mask should not be set when is_causal=True"):
+        F.scaled_dot_product_attention(q, k, v, attn_mask=keep, is_causal=True)
+    both = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, is_causal=True)
+    torch.testing.assert_close(
+        both, F.scaled_dot_product_attention(q, k, v, attn_mask=keep & causal_mask(64, 64)))
+    assert not torch.allclose(both, F.scaled_dot_product_attention(q, k, v, attn_mask=keep))
+    with pytest.raises(RuntimeError, match="Explicit attn_mask"):
+        F.scaled_dot_product_attention(q, k, v, attn_mask=keep, is_causal=True,
+                                       dropout_p=0.1)
+    doc = F.scaled_dot_product_attention.__doc__
+    quoted = "An error is thrown if both attn_mask and is_causal are set."
+    assert quoted in " ".join(doc.split()) and quoted in flat(PAGE)
+
+
+def test_fully_masked_rows_are_zeros_on_both_cpu_backends():
+    left_pad = padding_mask([2], max_len=3).flip(-1)
+    mask = combine_masks(causal_mask(3, 3), left_pad)[:, None]  # (1, 1, 3, 3)
+    x = randn(1, 1, 3, 4, seed=3)
+    for backend in CPU_BACKENDS:
+        q = x.clone().requires_grad_()
+        with sdpa_kernel(backend):
+            out = F.scaled_dot_product_attention(q, q, q, attn_mask=mask)
+        out[..., 1:, :].sum().backward()
+        assert torch.equal(out[0, 0, 0].detach(), torch.zeros(4))
+        assert not q.grad.isnan().any()
+
+
+def test_the_benchmark_json_is_the_run_the_page_describes():
+    cfg, machine = BENCH["config"], BENCH["machine"]
+    assert not BENCH["quick"] and machine["command"] == "python -m bench.sdpa_mask"
+    assert machine["torch_version"].startswith("2.13.0")
+    assert (cfg["B"], cfg["H"], cfg["T"], cfg["head_dim"], cfg["threads"]) == (
+        1, 8, 2048, 64, 1)
+    assert BENCH["dtype"] == "float32" and all(BENCH["outputs_agree"].values())
+    assert BENCH["results"]["default"]["picks"] == {
+        "is_causal": "FLASH_ATTENTION", "mask": "FLASH_ATTENTION"}
+
+
+def test_every_benchmark_number_on_the_page_is_the_json():
+    """The section's numbers are the committed run's: T, sizes, medians in ms, the
+    ratio, the repeats, then the math backend's medians."""
+    cfg, results, machine = BENCH["config"], BENCH["results"], BENCH["machine"]
+
+    def ms(backend, variant):
+        return round(results[backend][variant]["median_s"] * 1e3)
+
+    text = section(PAGE, "`is_causal=True` or an explicit mask")
+    main = flat(text[:text.index("??? note")])
+    ratio = round(results["default"]["ratio_mask_over_is_causal"], 2)
+    assert (f"At $T$ = {cfg['T']} (one sequence, {cfg['H']} heads of {cfg['head_dim']}, "
+            f"float32, one thread), `is_causal=True` took {ms('default', 'is_causal')} ms "
+            f"and the explicit mask {ms('default', 'mask')} ms, {ratio:.2f} times as long "
+            f"(medians of {cfg['repeats']} runs).") in main
+    assert (f"either way: {ms('math', 'is_causal')} ms with `is_causal=True`, "
+            f"{ms('math', 'mask')} ms with the mask.") in main
+    assert "picked `FLASH_ATTENTION` for both" in main
+    note = flat(text[text.index('??? note "Under the hood: how the times'):])
+    load = machine["load_average_at_start"][0]
+    assert (f"The committed run: {machine['cpu_model']} CPU, torch "
+            f"{machine['torch_version']}, {machine['date_utc'][:10]} (UTC).") in note
+    assert f"(load average {load:.1f} at the start)" in note
+    assert (f"the median of the per-round ratios, whose two timings ran back to back, was "
+            f"{results['default']['median_round_ratio']:.2f} (the ratio of the medians "
+            f"above: {ratio:.2f})") in note
+    assert numbers(main.split("**Time.**")[1]) == [
+        cfg["T"], cfg["H"], cfg["head_dim"],
+        ms("default", "is_causal"), ms("default", "mask"), ratio, cfg["repeats"],
+        ms("math", "is_causal"), ms("math", "mask"),
+    ]

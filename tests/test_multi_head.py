@@ -21,10 +21,16 @@ import re
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from snippets.attention import attention_scores, attention_weights, scale_scores
+from snippets.attention import (
+    attention_scores,
+    attention_weights,
+    scale_scores,
+    scaled_dot_product_attention,
+)
 from snippets.multi_head import MultiHeadAttention, split_heads
 from tests.pages import numbers, prose, read_page, section
 
@@ -546,6 +552,78 @@ def test_head_from_its_own_columns_is_the_batched_head():
         torch.testing.assert_close(heads[:, h], x @ w_q[:, cols])
 
 
+# ---- the classic mistake: view without the transpose ---------------------------------
+
+
+def page_mistake():
+    """The page's ``split_heads_view_only``, taken from the block that shows it."""
+    from tests import harness
+
+    (block,) = [b for b in harness.collect_page(harness.DOCS / "multi-head.md")
+                if not b.standalone and "def split_heads_view_only" in b.source]
+    piece = next(p for p in block.pieces if "def split_heads_view_only" in p.code)
+    code = piece.code.split("\n\n\nlabels", 1)[0]  # the function alone
+    namespace = {}
+    exec(compile(code, "docs/multi-head.md", "exec"), namespace)  # noqa: S102
+    return namespace["split_heads_view_only"]
+
+
+@settings(max_examples=30, deadline=None)
+@given(batch=st.integers(1, 3), seq_len=st.integers(2, 6), num_heads=st.integers(2, 4),
+       head_dim=st.integers(1, 4), seed=st.integers(0, 2**16))
+def test_view_without_transpose_scrambles_the_tokens(batch, seq_len, num_heads, head_dim,
+                                                     seed):
+    """The mistake on the page must fail: the right shape, the wrong rows. Each row of
+    the correct split is one token's slice; the view-only split mixes tokens, so the
+    layer's output differs."""
+    wrong_split = page_mistake()
+    embed_dim = num_heads * head_dim
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, seq_len, embed_dim, generator=g)
+    right, wrong = split_heads(x, num_heads), wrong_split(x, num_heads)
+    assert right.shape == wrong.shape
+    assert not torch.equal(right, wrong)
+    labels = torch.arange(seq_len).repeat_interleave(embed_dim).view(1, seq_len, embed_dim)
+    rows = wrong_split(labels, num_heads)[0, :, :, 0]  # (H, T): the token in each row
+    assert not torch.equal(rows, torch.arange(seq_len).expand(num_heads, seq_len))
+    q, k, v = (split_heads(t, num_heads) for t in (x, x.flip(1), 2 * x))
+    qw, kw, vw = (wrong_split(t, num_heads) for t in (x, x.flip(1), 2 * x))
+    out, _ = scaled_dot_product_attention(q, k, v)
+    out_w, _ = scaled_dot_product_attention(qw, kw, vw)
+    assert not torch.allclose(merge_heads(out), out_w.reshape(batch, seq_len, embed_dim))
+
+
+def test_view_without_transpose_is_harmless_only_when_trivial():
+    """With one head (or one token) there is nothing to scramble: the same tensor."""
+    wrong_split = page_mistake()
+    x = torch.randn(2, 5, 8)
+    assert torch.equal(wrong_split(x, 1), split_heads(x, 1))
+    assert torch.equal(wrong_split(x[:, :1], 4), split_heads(x[:, :1], 4))
+
+
+# ---- what torch.nn.MultiheadAttention does (torch 2.13, CPU) ---------------------------
+
+
+def test_a_float_mask_is_added_to_the_scores():
+    """The page's "PyTorch adds a float mask to the scores" (torch 2.13, CPU)."""
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 4, 3, generator=g) for _ in range(3))
+    mask = torch.randn(4, 4, generator=g)
+    scores = q @ k.transpose(-2, -1) / math.sqrt(3) + mask
+    expected = torch.softmax(scores, dim=-1) @ v
+    torch.testing.assert_close(F.scaled_dot_product_attention(q, k, v, attn_mask=mask),
+                               expected)
+    zeros = F.scaled_dot_product_attention(q, k, v, attn_mask=torch.zeros(4, 4))
+    torch.testing.assert_close(zeros, F.scaled_dot_product_attention(q, k, v))
+
+
+def test_torch_mha_starts_its_biases_at_zero():
+    assert torch.__version__.startswith("2.13")
+    layer = nn.MultiheadAttention(8, 2)
+    assert torch.count_nonzero(layer.in_proj_bias) == 0
+    assert torch.count_nonzero(layer.out_proj.bias) == 0
+
+
 # ---- what H heads cost ------------------------------------------------------------------
 
 
@@ -715,6 +793,8 @@ def test_every_number_in_the_prose_is_accounted_for(example):
         768, 12, 64, 10, 1.0084, 0.3342, 0.2911, 0.2887, 0.154, 0.1,  # scaling
         0.0954, 0.3148,  # the heads' range
         3, 15, 12,  # padding: 3 real tokens; check yourself: rows 8 to 15, 12 to 15
+        2.13,  # the torch version the fully masked case was run on
+        2022, 2018, 4.1,  # the citations of FlashAttention and GPT's sizes
         *figure,
     }
     by_definition = {0, 1, -1, 3}  # head 0/1, "near 1", (i+1)D_h - 1, 3D

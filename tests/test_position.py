@@ -368,6 +368,23 @@ def test_sinusoidal_numbers(page):
     assert steps[:4].min() > 0.3 and steps[-4:].max() < 0.01
     warning = re.search(r"entries between −1 and 1 and a fixed length", text)
     assert warning and table.abs().max() <= 1
+    assert "$\\sqrt{d_\\text{model}/2}$" in text  # every row has this length
+    lengths = torch.linalg.vector_norm(table, dim=-1)
+    torch.testing.assert_close(lengths, torch.full_like(lengths, (d["d_model"] / 2) ** 0.5))
+
+
+def test_learned_positions_section(page):
+    """The example's table has max_positions rows and refuses one more; the section's
+    other numbers are citations (sections, years, GPT-2's and BERT's table sizes)."""
+    text = prose(section(page, "Learned position embeddings"))
+    assert "max_positions = 8" in page
+    table = torch.nn.Embedding(8, 4)
+    table(torch.arange(8))
+    with pytest.raises(IndexError, match="index out of range"):
+        table(torch.arange(9))
+    gpt_2 = 2  # the "2" of "GPT-2"
+    cited = [2018, 4.1, gpt_2, 2019, 2.3, 2019, 3, 2, 2017, 3.5, 1024, gpt_2, 512]
+    assert numbers(text) == cited
 
 
 def test_check_yourself_numbers(page):
@@ -390,8 +407,11 @@ def test_check_yourself_numbers(page):
 def test_every_number_in_the_prose_is_one_the_tests_check(page):
     """A number added to the prose without a test fails here."""
     checked = {
-        # formula constants and citation years
-        0, 1, 2, -1, -2, 2017, 2021, 2022,
+        # formula constants, citation years and section numbers
+        0, 1, 2, -1, -2, 2017, 2018, 2019, 2020, 2021, 2022, 2023,
+        2.1, 2.2, 2.3, 3.4, 3.5, 4.1,
+        # cited table sizes of GPT-2 and BERT (test_learned_positions_section)
+        1024, 512,
         # checked above
         3, 5, -5, 7, 100, 105, 0.6012, 1002, 7499, 64, 10000, -40, 40, 1000,
     }

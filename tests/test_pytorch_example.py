@@ -21,11 +21,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from snippets.pytorch_example import (
+    INIT_SCHEMES,
     SelfAttention,
     article_attention,
     article_example,
     saturation_stats,
     scaled_scores_by_init,
+    score_spread,
 )
 from tests.pages import numbers, prose, read_page, section, tables
 
@@ -184,6 +186,60 @@ def test_nn_linear_init_is_uniform_within_one_over_root_d_model():
     assert w.abs().max() <= bound
     assert w.abs().max() > 0.99 * bound  # it reaches the edges ...
     assert abs(w.var().item() - bound**2 / 3) < 0.05 * bound**2 / 3  # ... uniformly
+
+
+@pytest.mark.parametrize("name", list(INIT_SCHEMES))
+def test_init_schemes_draw_at_their_stated_scale(name):
+    """Each scheme's weights have the standard deviation its formula says, and the
+    scaled scores the spread d_model * std**2 (within sampling error)."""
+    std, make = INIT_SCHEMES[name]
+    for d_model, d_k in ((64, 64), (96, 32)):
+        with torch.random.fork_rng():
+            torch.manual_seed(1)
+            w_q, w_k = make(d_model, d_k)
+        assert w_q.shape == w_k.shape == (d_model, d_k)
+        assert not torch.equal(w_q, w_k)
+        drawn, spread = score_spread(name, d_model, d_k, num_runs=40, seq_len=16, seed=2)
+        assert abs(drawn / std(d_model) - 1) < 0.02
+        assert abs(spread / (d_model * std(d_model) ** 2) - 1) < 0.1
+
+
+def test_init_schemes_are_pytorchs_own():
+    """nn.Linear: uniform in +-1/sqrt(fan_in); nn.MultiheadAttention: Xavier uniform
+    over the whole (3D, D) in_proj_weight, bound sqrt(6 / (D + 3D))."""
+    d_model = 96
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        linear = INIT_SCHEMES["nn.Linear default"][1](d_model, 32)[0]
+        torch.manual_seed(0)
+        mha = torch.nn.MultiheadAttention(d_model, 3).in_proj_weight.detach()
+        torch.manual_seed(0)
+        w_q, w_k = INIT_SCHEMES["nn.MultiheadAttention"][1](d_model, 32)
+    assert linear.abs().max() <= 1 / math.sqrt(d_model)
+    assert mha.abs().max() <= math.sqrt(6 / (4 * d_model))
+    assert mha.abs().max() > 0.99 * math.sqrt(6 / (4 * d_model))
+    assert torch.equal(w_q, mha[:32].T) and torch.equal(w_k, mha[96:128].T)
+
+
+def test_score_spread_leaves_the_callers_generator_alone():
+    torch.manual_seed(5)
+    before = torch.random.get_rng_state()
+    score_spread("nn.Linear default", 8, 8, num_runs=2)
+    assert torch.equal(torch.random.get_rng_state(), before)
+
+
+def test_nn_linear_takes_no_generator():
+    """The page's tip: nn.Linear draws from the global generator and has no argument
+    that would take a torch.Generator (torch 2.13)."""
+    import inspect
+
+    assert "generator" not in inspect.signature(torch.nn.Linear).parameters
+    with torch.random.fork_rng():
+        torch.manual_seed(3)
+        a = torch.nn.Linear(4, 4).weight
+        torch.manual_seed(3)
+        b = torch.nn.Linear(4, 4).weight
+    assert torch.equal(a, b)
 
 
 def test_layer_gradients_reach_every_projection():
@@ -486,6 +542,27 @@ def test_comparison_table(page):
         article_attention(torch.zeros(1, 4, 6), w_q, w_k, w_v)
 
 
+def test_init_scale_section(page):
+    """The numbers of "Which scale layers start from" are the formulas' and the
+    measured ones; GPT-2's N(0, 0.02) is cited."""
+    text = flat(section(page, "Which scale layers start from"))
+    assert "($d_\\text{model} = 768$, $d_k = 64$)" in text
+    assert "call(" not in text
+    std = {name: f(768) for name, (f, _) in INIT_SCHEMES.items()}
+    assert math.isclose(std["nn.Linear default"], 1 / math.sqrt(3 * 768))
+    assert math.isclose(std["nn.MultiheadAttention"], 1 / math.sqrt(2 * 768))
+    assert "a standard deviation of $1/\\sqrt{3 d_\\text{model}}$, so the spread is about 1/3" in text
+    assert "a standard deviation of $1/\\sqrt{2 d_\\text{model}}$, so the spread is about 1/2" in text
+    assert std["GPT-2, N(0, 0.02)"] == 0.02 and "from $N(0, 0.02)$ whatever the width" in text
+    assert "*Improving Language Understanding by Generative Pre-Training*, 2018, section 4.1" in text
+    # "Only the weights divided by sqrt(d_model) give a spread of 1 at every width"
+    spreads = {name: (5 * f(5) ** 2, 768 * f(768) ** 2) for name, (f, _) in INIT_SCHEMES.items()}
+    assert [n for n, s in spreads.items() if s == pytest.approx((1, 1))] == [
+        "torch.randn / sqrt(d_model)"]
+    gpt2 = spreads["GPT-2, N(0, 0.02)"]
+    assert gpt2[1] > 100 * gpt2[0]  # "grows with the width"
+
+
 def test_check_yourself_numbers(page):
     s = stats(64)
     raw, scaled, lin = (s[name] for name in INITS)
@@ -531,6 +608,8 @@ def test_every_number_in_the_prose_is_accounted_for(page):
         float(f"{wide['nn.Linear']['score std']:.2f}"),
     }
     by_definition = {0, 3}  # "0 for one-hot", problem numbers 1-3, "tokens 3 and 4"
+    # "Which scale layers start from": widths, 1/3, 1/2, N(0, 0.02), the citation
+    by_definition |= {768, 64, 2, 0.02, 2018, 4.1}
     found = set(numbers(text.replace("%", "")))
     assert found <= checked | by_definition, sorted(found - checked - by_definition)
 

@@ -220,7 +220,7 @@ def test_measured_numbers(results):
     shrink = grad_u[0] / grad_u[-1]
     median_last = float(f"{median_u[-1]:.5f}")
     median_ratio = median_u[0] / median_u[-1]
-    head = 128
+    head = 64  # BERT-base's head width: 768 wide, 12 heads (cited on the page)
     crossing = next(d for d, u, s in zip(d_k, grad_u, grad_s) if u < s)
     assert crossing == 16 and all(u < s for u, s in zip(grad_u[2:], grad_s[2:]))
     assert median_ratio > 10000
@@ -234,7 +234,9 @@ def test_measured_numbers(results):
         last, median_last, 10000, first, r3(min(grad_s)), r3(max(grad_s)),
         first, round(std_u[0]), r3(max_u[0]), r3(max_s[0]),
         r3(grad_u[0]), r3(grad_s[0]), crossing,
-        head, r3(max_u[d_k.index(head)]), r3(max_s[d_k.index(head)]),
+        1,  # the documented default scale 1/sqrt(E)
+        head, 768, 12, 2019, 3, 2,  # BERT-base (Devlin et al., 2019, section 3); GPT-2
+        r3(max_u[d_k.index(head)]), r3(max_s[d_k.index(head)]),
     ]
     assert numbers(section(PAGE, "What the numbers say")) == expected_findings
     assert numbers(section(PAGE, "Measured")) == expected_setup + expected_findings
@@ -266,3 +268,70 @@ def test_check_yourself_numbers():
     assert largest - uniform < 0.01
     assert numbers(section(PAGE, "Check yourself")) == [
         1, d_k, spread, keys, largest, uniform, 1]
+
+
+# ---------------------------------------------------------------- the classic mistake
+
+RAW = read_page("scaling.md")
+
+
+def test_dividing_by_root_d_model_is_not_dividing_by_root_d_k():
+    """The failing-on-purpose block: one head's scores divided by sqrt(d_model)
+    instead of sqrt(d_k) have a spread sqrt(H) times smaller and a much flatter
+    softmax. The mistaken version really differs from the correct one."""
+    d_model, heads = 768, 12
+    d_k = d_model // heads
+    unscaled, _ = sample_scores((d_k,))
+    right, wrong = unscaled / math.sqrt(d_k), unscaled / math.sqrt(d_model)
+    assert not torch.allclose(right, wrong)
+    assert (right.std() / wrong.std()).item() == pytest.approx(math.sqrt(heads))
+    top_right = attention_weights(right).amax(dim=-1).mean().item()
+    top_wrong = attention_weights(wrong).amax(dim=-1).mean().item()
+    uniform = 1 / unscaled.shape[-1]
+    assert top_wrong - uniform < 0.05 < top_right - top_wrong  # near uniform: flat
+    assert "d_model, num_heads = 768, 12" in RAW
+    assert numbers(section(PAGE, "A classic mistake: dividing by √d_model")) == [
+        1, heads, round(wrong.std().item(), 4), 1,  # 1/sqrt(12) ≈ 0.2887 instead of 1
+        unscaled.shape[-1], round(top_right, 4), round(top_wrong, 4), uniform,
+    ]
+
+
+# ---------------------------------------------------------------- real initialisations
+
+def test_initialisation_recipes_are_the_ones_the_page_names():
+    """nn.Linear: U(-1/sqrt(d), 1/sqrt(d)), std 1/sqrt(3 d); nn.MultiheadAttention:
+    Xavier-uniform on its (3 d, d) in_proj_weight, std 1/sqrt(2 d)."""
+    d = 768
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(d, d).weight
+    assert linear.abs().max().item() <= 1 / math.sqrt(d)
+    assert linear.std().item() == pytest.approx(1 / math.sqrt(3 * d), rel=0.01)
+    w_in = torch.nn.MultiheadAttention(d, 12).in_proj_weight
+    assert w_in.shape == (3 * d, d)
+    assert w_in.std().item() == pytest.approx(1 / math.sqrt(2 * d), rel=0.01)
+
+
+def test_real_initialisation_spreads_match_the_formula():
+    """The printed spreads are d_model * sigma_w^2 of each recipe, within sampling
+    error, and the prose states the formula's values."""
+    d_model = 768
+    predicted = {
+        "unit variance (above)": 1.0,
+        "nn.Linear default": 1 / 3,
+        "nn.MultiheadAttention": 1 / 2,
+        "GPT, N(0, 0.02)": d_model * 0.02**2,
+    }
+    printed = dict(re.findall(r"^(\S.+?)\s+spread of scaled scores ([\d.]+)$", RAW, re.M))
+    assert set(printed) == set(predicted)
+    for name, value in predicted.items():
+        assert float(printed[name]) == pytest.approx(value, rel=0.03), name
+    text = section(PAGE, "What real initialisations give")
+    assert f"{d_model * 0.02**2:.3f}" in text
+    assert numbers(text) == [
+        1, 1, 3,  # nn.Linear: uniform within 1/sqrt(d_model), std 1/sqrt(3 d_model)
+        3, 1, 2,  # nn.MultiheadAttention: (3 d_model, d_model), std 1/sqrt(2 d_model)
+        0.02, 2018, 4.1, 0.02, 2,  # GPT (Radford et al., 2018, 4.1); GPT-2's config
+        2, 2, 2,  # sigma_w^2, three times
+        1, 3, 1, 2,  # "1/3 for nn.Linear, 1/2 for nn.MultiheadAttention"
+        d_model, 0.02, 2, round(d_model * 0.02**2, 3),  # 768 * 0.02^2 = 0.307
+    ]

@@ -369,6 +369,9 @@ def test_underflow_numbers(page):
     assert math.exp(-gap) < torch.finfo(torch.float32).smallest_normal * 2**-23 / 2
     assert "$-120$, the exact answer" in text
     assert log_softmax(torch.tensor([0.0, -120.0]))[1].item() == -gap
+    # "it returns the finite loss 120": cross_entropy is -log_softmax at the target
+    loss = F.cross_entropy(torch.tensor([[0.0, -120.0]]), torch.tensor([1]))
+    assert loss.item() == gap and f"finite loss {gap} printed last" in " ".join(text.split())
 
 
 def test_dropout_numbers(page):
@@ -440,6 +443,9 @@ def test_every_number_in_the_prose_is_one_the_tests_check(page):
         # inputs, stated as such on the page or in its code
         0, 1, 2, 4, 8, 16, 32, 64, 120, -120, 0.1, 0.25, 10.5, 11.0, -0.5, 0.5,
         4000, 20000,
+        # cited: Srivastava et al., 2014; the 0.1 of attn_pdrop and
+        # attention_probs_dropout_prob is in the inputs above
+        2014,
         # computed, each asserted above
         65504, 11.0899, 88.7189, 88.7228, 709.7827, 3.3895e38, 3.4028e38, float("inf"),
         1.3333, 1.9107, 1.11, 7.7e-53, 1.4e-45,

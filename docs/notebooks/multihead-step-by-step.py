@@ -11,6 +11,12 @@
 # %% [markdown]
 # # Multi-head attention, step by step
 #
+# **Answers:** what does each step of a multi-head attention layer compute, tensor by
+# tensor, and does it match `torch.nn.MultiheadAttention`?
+#
+# **Assumes:** [Multi-head attention](../../multi-head/); the symbols are in the
+# [glossary](../../glossary/).
+#
 # This notebook takes one small, seeded multi-head attention layer apart and runs it
 # one step at a time: the fused projection, the split into heads, each head's scores
 # and weights, the merge and the output projection. Then it checks the result against

@@ -11,6 +11,13 @@
 # %% [markdown]
 # # Attention playground
 #
+# **Answers:** what happens to the hand-built head's weights when you change the
+# sentence, the embeddings or the temperature of the softmax?
+#
+# **Assumes:** [What is self-attention](../../attention/), above all its
+# [hand-built head](../../attention/#a-head-built-by-hand); the symbols are in the
+# [glossary](../../glossary/).
+#
 # This notebook runs the [hand-built attention head](../../#a-head-built-by-hand) of the home page
 # and lets you change what goes into it: the sentence, the embeddings and the
 # *temperature* of the softmax. Download it (links above), open it in Jupyter and edit
