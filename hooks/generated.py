@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import pkgutil
 import sys
 import tempfile
@@ -26,13 +27,16 @@ log = logging.getLogger("mkdocs.hooks.generated")
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def generators(package: str = "figures") -> dict[str, object]:
-    """Every ``GENERATED`` entry of every module of ``package``, by site path."""
+def generators(package: str = "figures", only: str | None = None) -> dict[str, object]:
+    """Every ``GENERATED`` entry of every module of ``package`` (or of the module
+    ``only``, when one page is built on its own), by site path."""
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     pkg = importlib.import_module(package)
     found: dict[str, object] = {}
     for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name):
+        if only is not None and info.name != only:
+            continue
         module = importlib.import_module(f"{package}.{info.name}")
         for path, func in getattr(module, "GENERATED", {}).items():
             if path in found:
@@ -92,7 +96,9 @@ def on_files(files, config, **kwargs):
     # half-initialised module. Import IPython whole, then pyplot, on this thread.
     import IPython  # noqa: F401
 
-    gens = generators()
+    # `make page PAGE=x` builds page x alone (tests/page.py): only its figures.
+    page = os.environ.get("SITE_PAGE")
+    gens = generators(only=page.replace("-", "_") if page else None)
     from figures.svg import pyplot
 
     pyplot()

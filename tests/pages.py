@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from hooks.markers import fences
+from hooks.markers import MARKER, fences
 from tests.harness import DOCS
 
 NUMBER = re.compile(r"(?<![\w.])[-−]?\d+(?:\.\d+)?(?:e[-+]?\d+)?(?![\w.]*\w)")
@@ -20,10 +20,12 @@ def _fenced(text: str) -> set[int]:
 
 
 def prose(text: str) -> str:
-    """The page without its fenced blocks (code and printed output)."""
+    """The page without its fenced blocks (code and printed output) and without the
+    test markers (HTML comments a reader never sees)."""
     inside = _fenced(text)
     lines = text.splitlines(keepends=True)
-    return "".join(line for n, line in enumerate(lines, start=1) if n not in inside)
+    return "".join(line for n, line in enumerate(lines, start=1)
+                   if n not in inside and not MARKER.match(line.strip()))
 
 
 def section(text: str, heading: str) -> str:
