@@ -1117,8 +1117,18 @@ def test_every_number_in_the_prose_is_accounted_for():
         float(".".join(torch.__version__.split(".")[:2])),  # "torch 2.13"
         *SMOL.values(), 8,  # SmolLM2's sizes; F ≈ 8D/3 (and the 3 of it)
     }
-    citations = {2016, 2017, 2019, 2020}
+    citations = {2016, 2017, 2018, 2019, 2020}
     by_definition = {0, 1, 2}  # mean 0, std 1; LN_1, LN_2, RMSNorm_1, RMSNorm_2
     allowed = {float(n) for n in checked | citations | by_definition}
     found = set(numbers(text))
     assert found <= allowed, sorted(found - allowed)
+
+
+def test_the_llama_section_leads_to_the_real_model():
+    """The section that shows what SmolLM2's block changes links the page that runs
+    it, at its start and at its end."""
+    body = section(PAGE, "What a Llama-style block changes")
+    links = re.findall(r"\]\((smollm2\.md)\)", body)
+    assert len(links) >= 2
+    assert "](smollm2.md)" in body.split("###")[0]  # before the four changes
+    assert "](smollm2.md)" in body.split("###")[-1]  # and after them
