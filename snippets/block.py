@@ -96,8 +96,8 @@ def residual(x, sublayer, norm, norm_first):
     """One sublayer with its residual connection and layer norm: (..., D) -> same.
 
     Post-norm (``norm_first=False``, Vaswani et al., 2017) normalises the sum,
-    pre-norm (``norm_first=True``, GPT-2 and most models since) only the sublayer's
-    input, so the running sum, the residual stream, is never normalised.
+    pre-norm (``norm_first=True``, GPT-2, Llama and other later models) only the
+    sublayer's input, so the running sum, the residual stream, is never normalised.
     sublayer and norm are functions from (..., D) to (..., D).
 
     Dtypes: any (residual only adds; sublayer and norm do the arithmetic).

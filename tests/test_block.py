@@ -569,8 +569,8 @@ def test_from_torch_rejects_what_has_no_counterpart(make, message):
 
 
 def test_decoder_from_torch_names_the_decoder_layer():
-    with pytest.raises(ValueError, match="layer must be a torch.nn.TransformerDecoderLayer, "
-                       "got TransformerEncoderLayer"):
+    with pytest.raises(ValueError, match="layer must be a torch.nn."
+                       "TransformerDecoderLayer, got TransformerEncoderLayer"):
         DecoderBlock.from_torch(torch_encoder())
 
 
@@ -691,13 +691,14 @@ def cross_bad(weights):
     return [
         (X, [[0.0] * 8], {}, "memory must be a torch.Tensor of shape (B, S, D), got "
          "list"),
-        (X, torch.zeros(7, 8), {}, "memory must have shape (B, S, D), got shape (7, 8)"),
+        (X, torch.zeros(7, 8), {},
+         "memory must have shape (B, S, D), got shape (7, 8)"),
         (X, torch.zeros(3, 7, 8), {}, "memory must have shape (B, S, D) with B = 2 as "
          "in x of shape (2, 5, 8), got shape (3, 7, 8)"),
         (X, torch.zeros(2, 7, 6), {}, f"memory must have shape (B, S, D) with D = 8 as "
          f"in {weights}, got shape (2, 7, 6)"),
-        (X, MEMORY.double(), {}, f"memory must have the dtype of {weights.split(' of')[0]}"
-         ", float32, got float64"),
+        (X, MEMORY.double(), {}, f"memory must have the dtype of "
+         f"{weights.split(' of')[0]}, float32, got float64"),
         (X, MEMORY.to("meta"), {}, "memory must be on the device of"),
         (X, MEMORY, {"memory_mask": torch.zeros(5, 7)}, "memory_mask must be a boolean "
          "tensor (True = may attend), got torch.float32"),
@@ -727,7 +728,8 @@ def cross_bad(weights):
      "'yes'"),
 ])
 def test_cross_attention_rejects_bad_input(x, memory, kwargs, message):
-    assert_raises_and_changes_nothing(CrossAttention(8, 2), message, x, memory, **kwargs)
+    cross = CrossAttention(8, 2)
+    assert_raises_and_changes_nothing(cross, message, x, memory, **kwargs)
 
 
 @pytest.mark.parametrize("norm_first", [False, True])
@@ -897,8 +899,8 @@ def test_half_precision_llama_pieces_do_not_overflow():
     weight = randn(16, seed=34)
     assert x.to(half).pow(2).isinf().any()  # the naive steps overflow
     out = rms_norm(x.to(half), weight.to(half))
-    torch.testing.assert_close(out, F.rms_norm(x.to(half), (16,), weight.to(half), 1e-5),
-                               atol=2e-3, rtol=2e-3)
+    expected = F.rms_norm(x.to(half), (16,), weight.to(half), 1e-5)
+    torch.testing.assert_close(out, expected, atol=2e-3, rtol=2e-3)
     x = x / 10  # (B, T, D), entries ~ 100
     w_gate, w_up = randn(32, 16, seed=35), randn(32, 16, seed=36)  # (F, D)
     w_down = randn(16, 32, seed=37) / 1000  # (D, F): brings the sums back down

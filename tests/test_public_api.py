@@ -934,12 +934,13 @@ def block_input(draw, lead, embed_dim, dtype, special=True):
 @SETTINGS
 @given(args=block_args(), dtype=st.sampled_from(FLOAT_DTYPES),
        lead=st.lists(size, max_size=2), data=st.data())
-def test_feed_forward(args, dtype, lead, data):
+def test_block_feed_forward(args, dtype, lead, data):
     """Against torch's own modules: Linear, ReLU or GELU (exact), Linear."""
     embed_dim, activation = args["embed_dim"], args["activation"]
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        ff = call(block.FeedForward, embed_dim, args["ff_dim"], activation, args["bias"])
+        ff = call(block.FeedForward, embed_dim, args["ff_dim"], activation,
+                  args["bias"])
     if ff is REFUSED:
         return
     assert block.ACTIVATIONS[activation] is {"relu": F.relu, "gelu": F.gelu}[activation]
@@ -963,7 +964,7 @@ IDENTITY_LIKE = [lambda h: h.flip(-1), lambda h: h + h, torch.clone]  # any dtyp
        sublayer=junk_or(st.sampled_from(IDENTITY_LIKE), rate=8),
        norm=junk_or(st.sampled_from(IDENTITY_LIKE), rate=8),
        norm_first=junk_or(st.booleans()))
-def test_residual(x, sublayer, norm, norm_first):
+def test_block_residual(x, sublayer, norm, norm_first):
     out = call(block.residual, x, sublayer, norm, norm_first)
     if out is not REFUSED:  # the two layouts, whatever the dtype
         expect(out, x + sublayer(norm(x)) if norm_first else norm(x + sublayer(x)),
@@ -1055,7 +1056,7 @@ def test_decoder_block(args, dtype, b, t, mask_kind, data, s, memory_kind):
 @given(args=block_args(), dtype=st.sampled_from(FLOAT_DTYPES), b=small, t=size,
        s=size, memory_kind=st.sampled_from(["none", "pad", "float", "bad"]),
        need_weights=junk_or(st.booleans()), data=st.data())
-def test_cross_attention(args, dtype, b, t, s, memory_kind, need_weights, data):
+def test_block_cross_attention(args, dtype, b, t, s, memory_kind, need_weights, data):
     """Against torch.nn.MultiheadAttention given x as query, memory as key and value,
     with its initial weights copied by from_torch."""
     embed_dim, num_heads, bias = args["embed_dim"], args["num_heads"], args["bias"]
@@ -1087,14 +1088,15 @@ def test_cross_attention(args, dtype, b, t, s, memory_kind, need_weights, data):
 @SETTINGS
 @given(shape=st.tuples(small, size, size), dtype=dtypes(rate=8),
        bad=fault("x", "weight", "width", "dtype", "eps", clean=12), data=st.data())
-def test_rms_norm(shape, dtype, bad, data):
+def test_block_rms_norm(shape, dtype, bad, data):
     """Against torch.nn.functional.rms_norm."""
     x = data.draw(tensors(shape, dtype))
     width = shape[-1] + (bad == "width")
     weight = data.draw(tensors((width,), dtype))
     if bad == "dtype":
         weight = weight.to(torch.float64 if dtype != torch.float64 else torch.float32)
-    x, weight = ("x" if bad == "x" else x), ([1.0] * width if bad == "weight" else weight)
+    x = "x" if bad == "x" else x
+    weight = [1.0] * width if bad == "weight" else weight
     eps = data.draw(st.sampled_from([*JUNK, 0] if bad == "eps" else [1e-5, 1e-6, 1.0]))
     out = call(block.rms_norm, x, weight, eps)
     if out is not REFUSED:
@@ -1106,7 +1108,7 @@ def test_rms_norm(shape, dtype, bad, data):
 @SETTINGS
 @given(f=size, d=size, lead=st.lists(size, max_size=2), dtype=dtypes(rate=8),
        bad=fault("w_up", "w_down", "x", "dtype", "junk"), data=st.data())
-def test_swiglu(f, d, lead, dtype, bad, data):
+def test_block_swiglu(f, d, lead, dtype, bad, data):
     """Against the same steps in torch, in float64, then rounded: within the stated
     accuracy relative to the largest output."""
     w_gate = data.draw(tensors((f, d), dtype))
@@ -1929,9 +1931,10 @@ BLOCK_HALF_CASES = {  # as HALF_CASES below; the blocks with inputs of std 8
            (nn.TransformerEncoderLayer, block.TransformerBlock.forward, 1),
            (nn.TransformerDecoderLayer, block.DecoderBlock.forward, 2),
            (nn.MultiheadAttention, block.CrossAttention.forward, 2)]},
-    "rms_norm": (block.rms_norm, block.rms_norm, (big(3, 9, scale=300.0), big(9, seed=1)),
+    "block-rms_norm": (block.rms_norm, block.rms_norm,  # x^2 > 65504
+                 (big(3, 9, scale=300.0), big(9, seed=1)),
                  lambda x, w: F.rms_norm(x, (9,), w, 1e-5), None),
-    "swiglu": (block.swiglu, block.swiglu,  # gate * up > 65504, the output is not
+    "block-swiglu": (block.swiglu, block.swiglu,  # gate * up > 65504, the output is not
                (big(2, 5, 8), big(16, 8, seed=1), big(16, 8, seed=2),
                 big(8, 16, seed=3, scale=0.01)),
                swiglu_wide, lambda *a: swiglu_wide(*a).double().abs().max().item()),
