@@ -277,24 +277,24 @@ def as_numbers(name, value, dtype):
     return t if dtype is None else torch.as_tensor(value, dtype=dtype)  # exact
 
 
-def check_mask(mask, scores_shape, is_causal=False, device=None):
+def check_mask(mask, scores_shape, is_causal=False, device=None, name="mask"):
     """A may-attend mask: None, or a boolean tensor that broadcasts to the scores'
     shape (..., T_q, T_k) without changing it and has its (T_q, T_k) dimensions at
     least, on their device. is_causal must be True or False, and not True with a
-    mask."""
+    mask. ``name`` is the argument's name in the messages."""
     check_flag("is_causal", is_causal)
     if mask is None:
         return None
     if is_causal:
         raise ValueError(
-            f"mask must be None when is_causal=True, got {_got(mask)}; give one of "
+            f"{name} must be None when is_causal=True, got {_got(mask)}; give one of "
             "them, or fold the causal pattern into the mask "
             "(mask & torch.ones(T, T, dtype=torch.bool).tril())"
         )
     if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
         got = mask.dtype if isinstance(mask, torch.Tensor) else type(mask).__name__
         raise ValueError(
-            f"mask must be a boolean tensor (True = may attend), got {got}; "
+            f"{name} must be a boolean tensor (True = may attend), got {got}; "
             "convert a 0/1 mask with mask.bool() and an additive float mask "
             "(0 / -inf) with mask == 0"
         )
@@ -305,12 +305,12 @@ def check_mask(mask, scores_shape, is_causal=False, device=None):
     rank = min(2, len(scores_shape))  # the (T_q, T_k) dimensions, at least
     if mask.ndim < rank or not fits:
         raise ValueError(
-            f"mask must broadcast to the scores' shape (..., T_q, T_k) = "
+            f"{name} must broadcast to the scores' shape (..., T_q, T_k) = "
             f"{tuple(scores_shape)} with at least {rank} dimensions, got shape "
             f"{tuple(mask.shape)}"
         )
     if device is not None and mask.device != device:
-        raise ValueError(f"mask must be on the device of q, {device}, "
+        raise ValueError(f"{name} must be on the device of q, {device}, "
                          f"got {mask.device}")
     return mask
 

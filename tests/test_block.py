@@ -226,6 +226,23 @@ def test_mask_polarity_encoder(norm_first):
     assert (out - ref(x, src_mask=mask)).abs().max() > 0.01
 
 
+def test_torch_layers_start_as_the_page_says():
+    """Post-norm and ReLU are torch's defaults. The attention's biases and the layer
+    norms' biases start at 0, the layer norms' weights at 1 (so one of them copied
+    to the wrong place would not show); only the feed-forward biases are random."""
+    for kind in (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer):
+        layer = kind(8, 2, 16)
+        assert layer.norm_first is False and layer.activation is F.relu
+        for name, p in layer.named_parameters():
+            start = {"weight": 1.0, "bias": 0.0}.get(name.rpartition(".")[2])
+            if name.startswith("norm"):
+                assert torch.equal(p, torch.full_like(p, start)), name
+            elif "attn" in name and name.endswith("bias"):
+                assert torch.equal(p, torch.zeros_like(p)), name
+            else:  # linear1, linear2 and every weight: drawn at random
+                assert p.std() > 0, name
+
+
 @LAYOUTS
 def test_torch_with_our_causal_mask_is_silently_wrong(norm_first):
     """The page's warning: passed unchanged, our causal mask gives no error and, with
@@ -299,6 +316,21 @@ def test_cross_attention_matches_torch(shape, mask_kind, bias):
     assert_near(fast, expected)
     assert_near(slow, expected)
     assert_near(weights, expected_weights)
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_empty_memory_gives_what_torch_gives(norm_first):
+    """S = 0: no memory token to read, so cross-attention adds out_proj's bias only,
+    as a query whose every key is masked; torch's layers agree."""
+    ours, ref = decoder_pair(SHAPES[1], norm_first=norm_first, seed=32)
+    x, memory = randn(2, 5, 8, seed=32), torch.zeros(2, 0, 8)
+    assert_near(ours(x, memory, is_causal=True),
+                ref(x, memory, tgt_mask=~causal(5), tgt_is_causal=True))
+    cross = ours.cross_attn
+    for need_weights in (False, True):
+        out, weights = cross(x, memory, need_weights=need_weights)
+        assert_near(out, cross.out_proj.bias.detach().expand(2, 5, 8))
+        assert weights is None or weights.shape == (2, 2, 5, 0)
 
 
 def test_cross_attention_with_memory_equal_to_x_is_self_attention():
@@ -504,22 +536,26 @@ def other_eps(layer):
 @pytest.mark.parametrize(
     "make, message",
     [
-        (lambda: nn.Linear(8, 8), "layer must be a TransformerEncoderLayer, got Linear"),
+        (lambda: nn.Linear(8, 8),
+         "layer must be a torch.nn.TransformerEncoderLayer, got Linear"),
         (lambda: nn.TransformerDecoderLayer(8, 2, dropout=0.0, batch_first=True),
-         "layer must be a TransformerEncoderLayer, got TransformerDecoderLayer"),
+         "layer must be a torch.nn.TransformerEncoderLayer, got "
+         "TransformerDecoderLayer"),
         (lambda: torch_encoder(batch_first=False),
-         "layer.self_attn.batch_first is False: layer takes (T, B, D) inputs"),
+         "layer.self_attn.batch_first must be True (this block takes (B, T, D) "
+         "inputs), got False; build layer with batch_first=True"),
         (lambda: torch_encoder(dropout=0.1),
-         "layer has dropout {'dropout': 0.1, 'dropout1': 0.1, 'dropout2': 0.1, "
-         "'self_attn.dropout': 0.1}, but this block has none"),
+         "layer's dropout must be 0.0 (this block has none), got {'dropout': 0.1, "
+         "'dropout1': 0.1, 'dropout2': 0.1, 'self_attn.dropout': 0.1}; build layer "
+         "with dropout=0.0"),
         (lambda: torch_encoder(activation=torch.tanh),
          "layer.activation must be F.relu or F.gelu ('relu' or 'gelu'), got "
          "<built-in method tanh"),
         (lambda: other_eps(torch_encoder()),
          "layer's LayerNorms must share one eps, got [1e-06, 1e-05]"),
         (lambda: swap_attention_with_bias_kv(torch_encoder()),
-         "layer has parameters with no counterpart here: ['self_attn.bias_k', "
-         "'self_attn.bias_v']"),
+         "layer's parameters must all have a counterpart here, got "
+         "['self_attn.bias_k', 'self_attn.bias_v'] too"),
     ],
 )
 def test_from_torch_rejects_what_has_no_counterpart(make, message):
@@ -533,7 +569,8 @@ def test_from_torch_rejects_what_has_no_counterpart(make, message):
 
 
 def test_decoder_from_torch_names_the_decoder_layer():
-    with pytest.raises(ValueError, match="layer must be a TransformerDecoderLayer"):
+    with pytest.raises(ValueError, match="layer must be a torch.nn."
+                       "TransformerDecoderLayer, got TransformerEncoderLayer"):
         DecoderBlock.from_torch(torch_encoder())
 
 
@@ -551,13 +588,14 @@ def test_decoder_from_torch_names_the_decoder_layer():
         ((8, 2, 0), {}, "ff_dim must be a positive int, got 0"),
         ((8, 2, 32.0), {}, "ff_dim must be a positive int, got 32.0"),
         ((8, 2, True), {}, "ff_dim must be a positive int, got True"),
-        ((8, 2, 32), {"norm_first": 1}, "norm_first must be True (pre-norm) or False "
-         "(post-norm), got 1"),
+        ((8, 2, 32), {"norm_first": 1}, "norm_first must be True or False, got 1"),
         ((8, 2, 32), {"activation": "swish"},
-         "activation must be one of ['gelu', 'relu'], got 'swish'"),
-        ((8, 2, 32), {"eps": 0}, "eps must be a positive number, got 0"),
-        ((8, 2, 32), {"eps": "1e-5"}, "eps must be a positive number, got '1e-5'"),
-        ((8, 2, 32), {"eps": True}, "eps must be a positive number, got True"),
+         "activation must be one of relu, gelu, got 'swish'"),
+        ((8, 2, 32), {"eps": 0}, "eps must be a number in (0, inf), got 0"),
+        ((8, 2, 32), {"eps": "1e-5"}, "eps must be a number in (0, inf), got '1e-5'"),
+        ((8, 2, 32), {"eps": True}, "eps must be a number in (0, inf), got True"),
+        ((8, 2, 32), {"eps": math.nan}, "eps must be a number in (0, inf), got nan"),
+        ((8, 2, 32), {"bias": None}, "bias must be True or False, got None"),
     ],
 )
 def test_constructors_reject_bad_arguments(cls, args, kwargs, message):
@@ -572,27 +610,34 @@ def test_constructors_reject_bad_arguments(cls, args, kwargs, message):
     [
         ((0, 32), "embed_dim must be a positive int, got 0"),
         ((8, -1), "ff_dim must be a positive int, got -1"),
-        ((8, 32, None), "activation must be one of ['gelu', 'relu'], got None"),
+        ((8, 32, None), "activation must be one of relu, gelu, got None"),
+        ((8, 32, "relu", 1), "bias must be True or False, got 1"),
     ],
 )
 def test_feed_forward_rejects_bad_arguments(args, message):
+    state = torch.random.get_rng_state()
     with pytest.raises(ValueError, match=re.escape(message)):
         FeedForward(*args)
+    assert torch.equal(torch.random.get_rng_state(), state)  # nothing was built
 
 
 @pytest.mark.parametrize(
     "x, message",
     [
-        (torch.zeros(2, 5, 6), "x must be a tensor of shape (..., 8), got (2, 5, 6)"),
-        (torch.tensor(1.0), "x must be a tensor of shape (..., 8), got ()"),
-        ([0.0] * 8, "x must be a tensor of shape (..., 8), got list"),
+        (torch.zeros(2, 5, 6), "x must have shape (..., D) with D = 8 as in the "
+         "layer's weights of shape (32, 8), got shape (2, 5, 6)"),
+        (torch.tensor(1.0), "x must have shape (..., D), got shape ()"),
+        ([0.0] * 8, "x must be a torch.Tensor of shape (..., D), got list"),
         (torch.zeros(2, 8, dtype=torch.float64),
-         "x must have dtype torch.float32, the dtype of the weights, got torch.float64"),
+         "x must have the dtype of the layer's weights, float32, got float64"),
+        (torch.zeros(2, 8, dtype=torch.int64),
+         "x must have dtype float16, bfloat16, float32 or float64, got int64"),
+        (torch.zeros(2, 8, device="meta"),
+         "x must be on the device of the layer's weights, cpu, got meta"),
     ],
 )
 def test_feed_forward_rejects_bad_x(x, message):
-    with pytest.raises(ValueError, match=re.escape(message)):
-        FeedForward(8, 32)(x)
+    assert_raises_and_changes_nothing(FeedForward(8, 32), message, x)
 
 
 def assert_raises_and_changes_nothing(model, message, *args, **kwargs):
@@ -600,7 +645,7 @@ def assert_raises_and_changes_nothing(model, message, *args, **kwargs):
     was given as they were."""
     params = {k: v.clone() for k, v in model.state_dict().items()}
     tensors = [(a, a.clone()) for a in (*args, *kwargs.values())
-               if isinstance(a, torch.Tensor)]
+               if isinstance(a, torch.Tensor) and a.device.type != "meta"]
     with pytest.raises(ValueError, match=re.escape(message)):
         model(*args, **kwargs)
     assert all(torch.equal(params[k], v) for k, v in model.state_dict().items())
@@ -615,18 +660,24 @@ MEMORY = torch.zeros(2, 7, 8)
 @pytest.mark.parametrize(
     "x, kwargs, message",
     [
-        (torch.zeros(5, 8), {}, "x must be a 3-D tensor of shape (B, T, D), got (5, 8)"),
-        (torch.zeros(2, 5, 6), {}, "x must have shape (B, T, embed_dim=8), got x of "
-         "shape (2, 5, 6)"),
-        (X.double(), {}, "x must have dtype torch.float32, the dtype of the weights, "
-         "got torch.float64"),
-        (X.long(), {}, "x must have dtype torch.float32"),
+        (torch.zeros(5, 8), {}, "x must have shape (B, T, D), got shape (5, 8)"),
+        (torch.zeros(2, 5, 6), {}, "x must have shape (B, T, D) with D = 8 as in the "
+         "block's weights of shape (8,), got shape (2, 5, 6)"),
+        ("x", {}, "x must be a torch.Tensor of shape (B, T, D), got str"),
+        (X.double(), {}, "x must have the dtype of the block's weights, float32, got "
+         "float64"),
+        (X.long(), {}, "x must have dtype float16, bfloat16, float32 or float64, got "
+         "int64"),
+        (X.to("meta"), {}, "x must be on the device of the block's weights, cpu, got "
+         "meta"),
         (X, {"mask": torch.zeros(5, 5)}, "mask must be a boolean tensor (True = may "
          "attend), got torch.float32"),
-        (X, {"mask": torch.ones(4, 4, dtype=torch.bool)}, "mask of shape (4, 4) cannot "
-         "broadcast to the attention weights' shape (B, H, T, T) = (2, 2, 5, 5)"),
-        (X, {"mask": causal(5), "is_causal": True}, "mask and is_causal=True were both "
-         "given"),
+        (X, {"mask": torch.ones(4, 4, dtype=torch.bool)}, "mask must broadcast to the "
+         "scores' shape (..., T_q, T_k) = (2, 2, 5, 5) with at least 2 dimensions, "
+         "got shape (4, 4)"),
+        (X, {"mask": causal(5), "is_causal": True}, "mask must be None when "
+         "is_causal=True, got a torch.bool tensor of shape (5, 5)"),
+        (X, {"is_causal": "no"}, "is_causal must be True or False, got 'no'"),
     ],
 )
 def test_block_forward_rejects_bad_input(x, kwargs, message, norm_first):
@@ -634,43 +685,61 @@ def test_block_forward_rejects_bad_input(x, kwargs, message, norm_first):
     assert_raises_and_changes_nothing(block, message, x, **kwargs)
 
 
-CROSS_BAD = [
-    (X, [[0.0] * 8], {}, "memory must be a 3-D tensor (B=2, S, embed_dim=8) with "
-     "S >= 1, got list"),
-    (X, torch.zeros(7, 8), {}, "memory must be a 3-D tensor (B=2, S, embed_dim=8) "
-     "with S >= 1, got (7, 8)"),
-    (X, torch.zeros(3, 7, 8), {}, "memory must have shape (B=2, S, embed_dim=8) with "
-     "S >= 1 (x has shape (2, 5, 8)), got memory of shape (3, 7, 8)"),
-    (X, torch.zeros(2, 7, 6), {}, "got memory of shape (2, 7, 6)"),
-    (X, torch.zeros(2, 0, 8), {}, "got memory of shape (2, 0, 8)"),
-    (X, MEMORY.double(), {}, "memory must have dtype torch.float32, the dtype of the "
-     "weights, got torch.float64"),
-    (X, MEMORY, {"memory_mask": torch.zeros(5, 7)}, "memory_mask must be a boolean "
-     "tensor (True = may attend), got torch.float32"),
-    (X, MEMORY, {"memory_mask": [[True] * 7] * 5}, "memory_mask must be a boolean "
-     "tensor (True = may attend), got list"),
-    (X, MEMORY, {"memory_mask": torch.ones(5, 5, dtype=torch.bool)},
-     "memory_mask of shape (5, 5) cannot broadcast to the cross-attention weights' "
-     "shape (B, H, T, S) = (2, 2, 5, 7)"),
-    (X, MEMORY, {"memory_mask": torch.ones(7, dtype=torch.bool)},
-     "memory_mask of shape (7,) cannot broadcast"),
-    (X, MEMORY, {"memory_mask": torch.ones(3, 1, 1, 7, dtype=torch.bool)},
-     "memory_mask of shape (3, 1, 1, 7) cannot broadcast"),
-    (torch.zeros(2, 5, 6), MEMORY, {}, "x must have shape (B, T, embed_dim=8)"),
-    (X.double(), MEMORY.double(), {}, "x must have dtype torch.float32"),
-]
+def cross_bad(weights):
+    """Bad (x, memory, kwargs) for CrossAttention and DecoderBlock, with the message;
+    ``weights`` is how the messages name the module's weights, and their shape."""
+    return [
+        (X, [[0.0] * 8], {}, "memory must be a torch.Tensor of shape (B, S, D), got "
+         "list"),
+        (X, torch.zeros(7, 8), {},
+         "memory must have shape (B, S, D), got shape (7, 8)"),
+        (X, torch.zeros(3, 7, 8), {}, "memory must have shape (B, S, D) with B = 2 as "
+         "in x of shape (2, 5, 8), got shape (3, 7, 8)"),
+        (X, torch.zeros(2, 7, 6), {}, f"memory must have shape (B, S, D) with D = 8 as "
+         f"in {weights}, got shape (2, 7, 6)"),
+        (X, MEMORY.double(), {}, f"memory must have the dtype of "
+         f"{weights.split(' of')[0]}, float32, got float64"),
+        (X, MEMORY.to("meta"), {}, "memory must be on the device of"),
+        (X, MEMORY, {"memory_mask": torch.zeros(5, 7)}, "memory_mask must be a boolean "
+         "tensor (True = may attend), got torch.float32"),
+        (X, MEMORY, {"memory_mask": [[True] * 7] * 5}, "memory_mask must be a boolean "
+         "tensor (True = may attend), got list"),
+        (X, MEMORY, {"memory_mask": torch.ones(5, 5, dtype=torch.bool)},
+         "memory_mask must broadcast to the scores' shape (..., T_q, T_k) = "
+         "(2, 2, 5, 7) with at least 2 dimensions, got shape (5, 5)"),
+        (X, MEMORY, {"memory_mask": torch.ones(7, dtype=torch.bool)},
+         "memory_mask must broadcast to the scores' shape (..., T_q, T_k) = "
+         "(2, 2, 5, 7) with at least 2 dimensions, got shape (7,)"),
+        (X, MEMORY, {"memory_mask": torch.ones(3, 1, 1, 7, dtype=torch.bool)},
+         "memory_mask must broadcast to the scores' shape (..., T_q, T_k) = "
+         "(2, 2, 5, 7) with at least 2 dimensions, got shape (3, 1, 1, 7)"),
+        (X, MEMORY, {"memory_mask": torch.ones(5, 7, dtype=torch.bool, device="meta")},
+         "memory_mask must be on the device of q, cpu, got meta"),
+        (torch.zeros(2, 5, 6), MEMORY, {}, f"x must have shape (B, T, D) with D = 8 as "
+         f"in {weights}, got shape (2, 5, 6)"),
+        (X.double(), MEMORY.double(), {}, f"x must have the dtype of "
+         f"{weights.split(' of')[0]}, float32, got float64"),
+    ]
 
 
-@pytest.mark.parametrize("x, memory, kwargs, message", CROSS_BAD)
+@pytest.mark.parametrize("x, memory, kwargs, message", cross_bad(
+    "the layer's weights of shape (8, 8)") + [
+    (X, MEMORY, {"need_weights": "yes"}, "need_weights must be True or False, got "
+     "'yes'"),
+])
 def test_cross_attention_rejects_bad_input(x, memory, kwargs, message):
-    assert_raises_and_changes_nothing(CrossAttention(8, 2), message, x, memory, **kwargs)
+    cross = CrossAttention(8, 2)
+    assert_raises_and_changes_nothing(cross, message, x, memory, **kwargs)
 
 
 @pytest.mark.parametrize("norm_first", [False, True])
-@pytest.mark.parametrize("x, memory, kwargs, message", CROSS_BAD + [
-    (X, MEMORY, {"mask": torch.ones(5, 7, dtype=torch.bool)}, "mask of shape (5, 7) "
-     "cannot broadcast to the attention weights' shape (B, H, T, T)"),
-    (X, MEMORY, {"mask": causal(5), "is_causal": True}, "mask and is_causal=True"),
+@pytest.mark.parametrize("x, memory, kwargs, message", cross_bad(
+    "the block's weights of shape (8,)") + [
+    (X, MEMORY, {"mask": torch.ones(5, 7, dtype=torch.bool)}, "mask must broadcast "
+     "to the scores' shape (..., T_q, T_k) = (2, 2, 5, 5) with at least 2 "
+     "dimensions, got shape (5, 7)"),
+    (X, MEMORY, {"mask": causal(5), "is_causal": True}, "mask must be None when "
+     "is_causal=True"),
 ])
 def test_decoder_block_rejects_bad_input(x, memory, kwargs, message, norm_first):
     block = DecoderBlock(8, 2, 32, norm_first=norm_first)
@@ -821,33 +890,66 @@ def test_swiglu_matches_the_module_form(d, f):
     assert_near(out, mlp(x))
 
 
+def test_half_precision_llama_pieces_do_not_overflow():
+    """x^2 and gate * up overflow float16 where the outputs do not: both are computed
+    in float32 (as torch's rms_norm is) and rounded once, so no inf or NaN comes
+    out where the same steps in float16 overflow."""
+    half = torch.float16
+    x = 1000 * randn(2, 5, 16, seed=33)  # x^2 ~ 1e6 > 65504, the float16 maximum
+    weight = randn(16, seed=34)
+    assert x.to(half).pow(2).isinf().any()  # the naive steps overflow
+    out = rms_norm(x.to(half), weight.to(half))
+    expected = F.rms_norm(x.to(half), (16,), weight.to(half), 1e-5)
+    torch.testing.assert_close(out, expected, atol=2e-3, rtol=2e-3)
+    x = x / 10  # (B, T, D), entries ~ 100
+    w_gate, w_up = randn(32, 16, seed=35), randn(32, 16, seed=36)  # (F, D)
+    w_down = randn(16, 32, seed=37) / 1000  # (D, F): brings the sums back down
+    naive = (F.silu(x.to(half) @ w_gate.to(half).T) * (x.to(half) @ w_up.to(half).T))
+    assert not naive.isfinite().all()  # gate * up ~ 1e5 overflows float16
+    exact = swiglu(*(t.double() for t in (x, w_gate, w_up, w_down)))  # float64
+    out = swiglu(*(t.to(half) for t in (x, w_gate, w_up, w_down)))
+    largest = exact.abs().max().item()
+    assert largest < 65504 and out.isfinite().all()
+    torch.testing.assert_close(out.double(), exact, atol=2e-3 * largest, rtol=0)
+
+
 @pytest.mark.parametrize(
     "make, message",
     [
-        (lambda x, w: rms_norm(x, w[None]), "weight must be a 1-D tensor (D,), got "
+        (lambda x, w: rms_norm(x, w[None]), "weight must have shape (D,), got shape "
          "(1, 8)"),
-        (lambda x, w: rms_norm(x, [1.0] * 8), "weight must be a 1-D tensor (D,), got "
-         "list"),
-        (lambda x, w: rms_norm(x[..., :6], w), "x must be a tensor of shape (..., 8), "
-         "got (2, 5, 6)"),
-        (lambda x, w: rms_norm(x, w.double()), "x must have dtype torch.float64"),
-        (lambda x, w: swiglu(x, w, w, w), "w_gate must be a 2-D tensor (F, D), got "
+        (lambda x, w: rms_norm(x, [1.0] * 8), "weight must be a torch.Tensor of shape "
+         "(D,), got list"),
+        (lambda x, w: rms_norm(x[..., :6], w), "x must have shape (..., D) with D = 8 "
+         "as in weight of shape (8,), got shape (2, 5, 6)"),
+        (lambda x, w: rms_norm(x, w.double()), "x must have the dtype of weight, "
+         "float64, got float32"),
+        (lambda x, w: rms_norm(x, w, eps=0), "eps must be a number in (0, inf), got 0"),
+        (lambda x, w: swiglu(x, w, w, w), "w_gate must have shape (F, D), got shape "
          "(8,)"),
         (lambda x, w: swiglu(x, torch.zeros(16, 8), torch.zeros(8, 16),
                              torch.zeros(8, 16)),
-         "w_up must have shape (16, 8) to match w_gate of shape (16, 8), got (8, 16)"),
+         "w_up must have shape (F, D) with F = 16 as in w_gate of shape (16, 8), got "
+         "shape (8, 16)"),
         (lambda x, w: swiglu(x, torch.zeros(16, 8), torch.zeros(16, 8),
                              torch.zeros(16, 8)),
-         "w_down must have shape (8, 16) to match w_gate of shape (16, 8), got (16, 8)"),
+         "w_down must have shape (D, F) with D = 8 as in w_gate of shape (16, 8), got "
+         "shape (16, 8)"),
         (lambda x, w: swiglu(x, torch.zeros(16, 8), torch.zeros(16, 8), None),
-         "w_down must have shape (8, 16) to match w_gate of shape (16, 8), got "
-         "NoneType"),
+         "w_down must be a torch.Tensor of shape (D, F), got NoneType"),
         (lambda x, w: swiglu(x, torch.zeros(16, 6), torch.zeros(16, 6),
                              torch.zeros(6, 16)),
-         "x must be a tensor of shape (..., 6), got (2, 5, 8)"),
+         "x must have shape (..., D) with D = 6 as in w_gate of shape (16, 6), got "
+         "shape (2, 5, 8)"),
+        (lambda x, w: residual(x, torch.tanh, torch.tanh, "no"),
+         "norm_first must be True or False, got 'no'"),
+        (lambda x, w: residual(x, None, torch.tanh, True),
+         "sublayer must be a function, got NoneType"),
+        (lambda x, w: residual(x.tolist(), torch.tanh, torch.tanh, True),
+         "x must be a torch.Tensor of shape (..., D), got list"),
     ],
 )
-def test_llama_pieces_reject_bad_input(make, message):
+def test_functions_reject_bad_input(make, message):
     x, w = randn(2, 5, 8, seed=25), randn(8, seed=26)
     copy = x.clone()
     with pytest.raises(ValueError, match=re.escape(message)):
@@ -880,9 +982,13 @@ def page_int(name):
 
 
 def test_page_code_fits_88_columns():
-    for start, _, body in harness.python_fences(PAGE):
-        for n, line in enumerate(body, start=start + 1):
-            assert len(line.rstrip("\n")) <= 88, f"docs/block.md:{n}"
+    """Every line of code the page shows, as the harness runs it (the included
+    lines of snippets/ are held to the same width by tests/test_site.py)."""
+    blocks = harness.collect_page(harness.DOCS / "block.md")
+    assert blocks
+    for piece in (piece for block in blocks for piece in block.pieces):
+        for line, origin in zip(piece.code.splitlines(), piece.origins):
+            assert len(line) <= 88, str(origin)
 
 
 def stack_stds():
@@ -1013,8 +1119,18 @@ def test_every_number_in_the_prose_is_accounted_for():
         float(".".join(torch.__version__.split(".")[:2])),  # "torch 2.13"
         *SMOL.values(), 8,  # SmolLM2's sizes; F ≈ 8D/3 (and the 3 of it)
     }
-    citations = {2016, 2017, 2019, 2020}
+    citations = {2016, 2017, 2018, 2019, 2020}
     by_definition = {0, 1, 2}  # mean 0, std 1; LN_1, LN_2, RMSNorm_1, RMSNorm_2
     allowed = {float(n) for n in checked | citations | by_definition}
     found = set(numbers(text))
     assert found <= allowed, sorted(found - allowed)
+
+
+def test_the_llama_section_leads_to_the_real_model():
+    """The section that shows what SmolLM2's block changes links the page that runs
+    it, at its start and at its end."""
+    body = section(PAGE, "What a Llama-style block changes")
+    links = re.findall(r"\]\((smollm2\.md)\)", body)
+    assert len(links) >= 2
+    assert "](smollm2.md)" in body.split("###")[0]  # before the four changes
+    assert "](smollm2.md)" in body.split("###")[-1]  # and after them

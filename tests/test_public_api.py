@@ -52,6 +52,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 import snippets
 from snippets import (
     attention,
+    block,
     checks,
     computation,
     diagram,
@@ -889,6 +890,247 @@ def test_multi_head_attention(embed_dim, num_heads, bias, dtype, b, t, mask_kind
 
 
 # ---------------------------------------------------------------------------------------
+# snippets.block
+# ---------------------------------------------------------------------------------------
+
+
+BLOCK_FAULTS = ("embed_dim", "num_heads", "ff_dim", "norm_first", "activation", "eps",
+                "bias", "indivisible")
+
+
+@st.composite
+def block_args(draw):
+    """The arguments of a block's constructor: embed_dim, num_heads, ff_dim,
+    norm_first, activation, eps, bias; now and then one of them bad (something of
+    another kind, or num_heads that does not divide embed_dim)."""
+    heads, head_dim = draw(small), draw(small)
+    args = {"embed_dim": heads * head_dim, "num_heads": heads, "ff_dim": draw(small),
+            "norm_first": draw(st.booleans()),
+            "activation": draw(st.sampled_from(["relu", "gelu"])),
+            "eps": draw(st.sampled_from([1e-5, 1e-6])), "bias": draw(st.booleans())}
+    bad = draw(fault(*BLOCK_FAULTS, clean=16))
+    if bad == "indivisible":
+        args["num_heads"] = args["embed_dim"] + 1
+    elif bad:
+        args[bad] = draw(st.sampled_from([*JUNK, 0]))
+    return args
+
+
+BLOCK_ARGS = dict(
+    args=block_args(), dtype=st.sampled_from(FLOAT_DTYPES), b=small, t=size,
+    mask_kind=st.sampled_from(["none", "causal", "pad", "float", "both"]),
+    data=st.data())
+
+
+@st.composite
+def block_input(draw, lead, embed_dim, dtype, special=True):
+    """x (*lead, D) in the layer's dtype; now and then of another width or dtype."""
+    bad = draw(fault("width", "float64", "int64", clean=12))
+    dtype = {"float64": torch.float64, "int64": torch.int64}.get(bad, dtype)
+    return draw(tensors((*lead, embed_dim + (bad == "width")), dtype, special=special))
+
+
+@covers("block.FeedForward", "block.ACTIVATIONS")
+@SETTINGS
+@given(args=block_args(), dtype=st.sampled_from(FLOAT_DTYPES),
+       lead=st.lists(size, max_size=2), data=st.data())
+def test_block_feed_forward(args, dtype, lead, data):
+    """Against torch's own modules: Linear, ReLU or GELU (exact), Linear."""
+    embed_dim, activation = args["embed_dim"], args["activation"]
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        ff = call(block.FeedForward, embed_dim, args["ff_dim"], activation,
+                  args["bias"])
+    if ff is REFUSED:
+        return
+    assert block.ACTIVATIONS[activation] is {"relu": F.relu, "gelu": F.gelu}[activation]
+    ff = ff.to(dtype)
+    x = data.draw(junk_or(block_input(lead, embed_dim, dtype), rate=10))
+    with torch.no_grad():
+        out = call(ff.forward, x)
+        if out is REFUSED:
+            return
+        act = {"relu": nn.ReLU(), "gelu": nn.GELU()}[activation]
+        expect(out, nn.Sequential(ff.linear1, act, ff.linear2)(x),
+               accuracy(ff.forward, dtype))
+
+
+IDENTITY_LIKE = [lambda h: h.flip(-1), lambda h: h + h, torch.clone]  # any dtype
+
+
+@covers("block.residual")
+@SETTINGS
+@given(x=junk_or(st.tuples(size, size, size).flatmap(tensors), rate=8),
+       sublayer=junk_or(st.sampled_from(IDENTITY_LIKE), rate=8),
+       norm=junk_or(st.sampled_from(IDENTITY_LIKE), rate=8),
+       norm_first=junk_or(st.booleans()))
+def test_block_residual(x, sublayer, norm, norm_first):
+    out = call(block.residual, x, sublayer, norm, norm_first)
+    if out is not REFUSED:  # the two layouts, whatever the dtype
+        expect(out, x + sublayer(norm(x)) if norm_first else norm(x + sublayer(x)),
+               accuracy(block.residual, x.dtype))
+
+
+def torch_masks(kind, b, t, pad):
+    """(our mask, is_causal, the same for torch's layers: True = blocked), for mask
+    kinds as in test_multi_head_attention."""
+    mask = {"pad": pad.expand(b, 1, 1, t), "float": pad.float(), "both": pad.expand(t, t)
+            }.get(kind)
+    is_causal = kind in ("causal", "both")
+    blocked = torch.ones(t, t).triu(1).bool() if is_causal else None
+    return mask, is_causal, blocked, None if mask is None else ~pad.expand(b, t)
+
+
+def block_pair(cls, torch_cls, args, dtype):
+    """cls(**args) through call, then torch's layer with the same arguments and its
+    initial weights, and cls.from_torch of it: (torch's layer, ours), or None when
+    cls refused the arguments."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        built = call(cls, *args.values())
+        if built is REFUSED:
+            return None
+        ref = torch_cls(args["embed_dim"], args["num_heads"], args["ff_dim"],
+                        dropout=0.0, activation=args["activation"],
+                        layer_norm_eps=args["eps"], batch_first=True,
+                        norm_first=args["norm_first"], bias=args["bias"])
+    ours = call(cls.from_torch, ref.to(dtype).eval())
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {
+        k: v.shape for k, v in built.state_dict().items()}  # the same layout
+    return ref, ours
+
+
+@covers("block.TransformerBlock")
+@SETTINGS
+@given(**BLOCK_ARGS)
+def test_transformer_block(args, dtype, b, t, mask_kind, data):
+    """Against torch.nn.TransformerEncoderLayer with its initial weights, copied by
+    from_torch; refused calls change neither the block nor x."""
+    pair = block_pair(block.TransformerBlock, nn.TransformerEncoderLayer, args, dtype)
+    if pair is None:
+        return
+    ref, ours = pair
+    x = data.draw(block_input((b, t), args["embed_dim"], dtype, special=False))
+    pad = torch.arange(t) < data.draw(st.integers(1, max(t, 1)))  # at least one key
+    mask, is_causal, blocked, padding = torch_masks(mask_kind, b, t, pad)
+    with torch.no_grad():
+        out = call(ours.forward, x, mask, is_causal)
+        if out is REFUSED or t == 0:
+            return
+        expected = ref(x, src_mask=blocked, is_causal=is_causal,
+                       src_key_padding_mask=padding)
+    expect(out, expected, accuracy(ours.forward, dtype))
+
+
+@covers("block.DecoderBlock")
+@SETTINGS
+@given(**BLOCK_ARGS, s=size, memory_kind=st.sampled_from(["none", "pad", "bad"]))
+def test_decoder_block(args, dtype, b, t, mask_kind, data, s, memory_kind):
+    """Against torch.nn.TransformerDecoderLayer, memory of S >= 0 tokens."""
+    pair = block_pair(block.DecoderBlock, nn.TransformerDecoderLayer, args, dtype)
+    if pair is None:
+        return
+    ref, ours = pair
+    x = data.draw(block_input((b, t), args["embed_dim"], dtype, special=False))
+    memory = data.draw(tensors((b, s, args["embed_dim"]), dtype, special=False,
+                               meta=False))
+    pad = torch.arange(t) < data.draw(st.integers(1, max(t, 1)))
+    mask, is_causal, blocked, padding = torch_masks(mask_kind, b, t, pad)
+    keep = torch.arange(s) < data.draw(st.integers(1, max(s, 1)))  # memory padding
+    memory_mask = {"pad": keep.expand(b, 1, 1, s), "bad": keep.expand(s + 1, s)}.get(
+        memory_kind)
+    with torch.no_grad():
+        out = call(ours.forward, x, memory, mask, is_causal, memory_mask)
+        if out is REFUSED or t == 0:
+            return
+        # (torch cannot take a padding mask over no memory token; it masks nothing)
+        memory_padding = None if memory_mask is None or s == 0 else ~keep.expand(b, s)
+        expected = ref(x, memory, tgt_mask=blocked, tgt_is_causal=is_causal,
+                       tgt_key_padding_mask=padding,
+                       memory_key_padding_mask=memory_padding)
+    expect(out, expected, accuracy(ours.forward, dtype))
+
+
+@covers("block.CrossAttention")
+@SETTINGS
+@given(args=block_args(), dtype=st.sampled_from(FLOAT_DTYPES), b=small, t=size,
+       s=size, memory_kind=st.sampled_from(["none", "pad", "float", "bad"]),
+       need_weights=junk_or(st.booleans()), data=st.data())
+def test_block_cross_attention(args, dtype, b, t, s, memory_kind, need_weights, data):
+    """Against torch.nn.MultiheadAttention given x as query, memory as key and value,
+    with its initial weights copied by from_torch."""
+    embed_dim, num_heads, bias = args["embed_dim"], args["num_heads"], args["bias"]
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        if call(block.CrossAttention, embed_dim, num_heads, bias) is REFUSED:
+            return
+        ref = nn.MultiheadAttention(embed_dim, num_heads, bias=bias, batch_first=True)
+    ref = ref.to(dtype).eval()
+    cross = block.CrossAttention.from_torch(ref)
+    x = data.draw(block_input((b, t), embed_dim, dtype, special=False))
+    width = data.draw(st.sampled_from([embed_dim] * 5 + [embed_dim + 1]))
+    memory = data.draw(tensors((b, s, width), dtype, special=False))
+    keep = torch.arange(s) < data.draw(st.integers(1, max(s, 1)))
+    memory_mask = {"pad": keep.expand(b, 1, 1, s), "float": keep.float(),
+                   "bad": keep.expand(s + 1, s)}.get(memory_kind)
+    with torch.no_grad():
+        out = call(cross.forward, x, memory, memory_mask, need_weights)
+        if out is REFUSED or t == 0:
+            return
+        padding = None if memory_mask is None or s == 0 else ~keep.expand(b, s)
+        expected, _ = ref(x, memory, memory, need_weights=False,
+                          key_padding_mask=padding)
+    expect(out[0], expected, accuracy(cross.forward, dtype))
+    assert (out[1] is None) == (not need_weights)
+
+
+@covers("block.rms_norm")
+@SETTINGS
+@given(shape=st.tuples(small, size, size), dtype=dtypes(rate=8),
+       bad=fault("x", "weight", "width", "dtype", "eps", clean=12), data=st.data())
+def test_block_rms_norm(shape, dtype, bad, data):
+    """Against torch.nn.functional.rms_norm."""
+    x = data.draw(tensors(shape, dtype))
+    width = shape[-1] + (bad == "width")
+    weight = data.draw(tensors((width,), dtype))
+    if bad == "dtype":
+        weight = weight.to(torch.float64 if dtype != torch.float64 else torch.float32)
+    x = "x" if bad == "x" else x
+    weight = [1.0] * width if bad == "weight" else weight
+    eps = data.draw(st.sampled_from([*JUNK, 0] if bad == "eps" else [1e-5, 1e-6, 1.0]))
+    out = call(block.rms_norm, x, weight, eps)
+    if out is not REFUSED:
+        expect(out, F.rms_norm(x, (width,), weight, eps), accuracy(block.rms_norm,
+                                                                   x.dtype))
+
+
+@covers("block.swiglu")
+@SETTINGS
+@given(f=size, d=size, lead=st.lists(size, max_size=2), dtype=dtypes(rate=8),
+       bad=fault("w_up", "w_down", "x", "dtype", "junk"), data=st.data())
+def test_block_swiglu(f, d, lead, dtype, bad, data):
+    """Against the same steps in torch, in float64, then rounded: within the stated
+    accuracy relative to the largest output."""
+    w_gate = data.draw(tensors((f, d), dtype))
+    w_up = data.draw(tensors((f + (bad == "w_up"), d), dtype))
+    w_down = data.draw(tensors((d, f + (bad == "w_down")), dtype))
+    x = data.draw(tensors((*lead, d + (bad == "x")), dtype))
+    if bad == "dtype":
+        x = x.to(torch.float64 if dtype != torch.float64 else torch.float32)
+    x = "x" if bad == "junk" else x
+    out = call(block.swiglu, x, w_gate, w_up, w_down)
+    if out is REFUSED:
+        return
+    wide = [t.double() for t in (x, w_gate, w_up, w_down)]
+    ref = F.linear(F.silu(F.linear(wide[0], wide[1])) * F.linear(wide[0], wide[2]),
+                   wide[3])
+    scale = 1.0  # the largest finite output, or 1
+    if not ref.is_meta and ref.isfinite().any():
+        scale = max(scale, ref[ref.isfinite()].abs().max().item())
+    expect(out, ref.to(dtype), accuracy(block.swiglu, dtype) * scale)
+
+
+# ---------------------------------------------------------------------------------------
 # snippets.masks
 # ---------------------------------------------------------------------------------------
 
@@ -1650,6 +1892,53 @@ def largest(*args):
     return max(a.abs().max().item() for a in args)
 
 
+def torch_layer(kind, dtype):
+    """torch's encoder or decoder layer (8 wide, 2 heads), or its MultiheadAttention,
+    with its initial weights, and this site's block or CrossAttention copied from it."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        if kind is nn.MultiheadAttention:
+            ref = kind(8, 2, batch_first=True).to(dtype).eval()
+            return ref, block.CrossAttention.from_torch(ref)
+        ref = kind(8, 2, 16, dropout=0.0, batch_first=True).to(dtype).eval()
+    ours = {nn.TransformerEncoderLayer: block.TransformerBlock,
+            nn.TransformerDecoderLayer: block.DecoderBlock}[kind].from_torch(ref)
+    return ref, ours
+
+
+def layers_agree(kind, *args):
+    """(ours, torch's) for the layer of ``kind`` on args, gradients off."""
+    ref, ours = torch_layer(kind, args[0].dtype)
+    with torch.no_grad():
+        if kind is nn.MultiheadAttention:  # query x, key and value memory
+            return ours(*args)[0], ref(args[0], args[1], args[1], need_weights=False)[0]
+        return ours(*args), ref(*args)
+
+
+def swiglu_wide(x, *weights):
+    """swiglu's steps in float64, rounded to x's dtype once."""
+    x, w_gate, w_up, w_down = (t.double() for t in (x, *weights))
+    return F.linear(F.silu(F.linear(x, w_gate)) * F.linear(x, w_up), w_down).to(
+        weights[0].dtype)
+
+
+BLOCK_HALF_CASES = {  # as HALF_CASES below; the blocks with inputs of std 8
+    **{f"block-{kind.__name__}": (
+        owner, lambda *a, kind=kind: layers_agree(kind, *a)[0],
+        (big(2, 5, 8), big(2, 7, 8, seed=1))[:n],
+        lambda *a, kind=kind: layers_agree(kind, *a)[1], None)
+       for kind, owner, n in [
+           (nn.TransformerEncoderLayer, block.TransformerBlock.forward, 1),
+           (nn.TransformerDecoderLayer, block.DecoderBlock.forward, 2),
+           (nn.MultiheadAttention, block.CrossAttention.forward, 2)]},
+    "block-rms_norm": (block.rms_norm, block.rms_norm,  # x^2 > 65504
+                 (big(3, 9, scale=300.0), big(9, seed=1)),
+                 lambda x, w: F.rms_norm(x, (9,), w, 1e-5), None),
+    "block-swiglu": (block.swiglu, block.swiglu,  # gate * up > 65504, the output is not
+               (big(2, 5, 8), big(16, 8, seed=1), big(16, 8, seed=2),
+                big(8, 16, seed=3, scale=0.01)),
+               swiglu_wide, lambda *a: swiglu_wide(*a).double().abs().max().item()),
+}
 QKV = (big(2, 5, 16), big(2, 6, 16, seed=1), big(2, 6, 4, seed=2))
 SELF = (big(2, 7, 8), big(2, 7, 8, seed=1), big(2, 7, 4, seed=2))
 HALF_CASES = {  # name: (owner of the claim, function, float64 arguments, torch's answer,
@@ -1692,6 +1981,7 @@ HALF_CASES = {  # name: (owner of the claim, function, float64 arguments, torch'
     "apply_rope": (position.apply_rope, position.apply_rope, (big(2, 9, 8),),
                    lambda x: rope_reference(x, torch.arange(9), 10000.0).to(x.dtype),
                    largest),
+    **BLOCK_HALF_CASES,
 }
 
 
