@@ -27,6 +27,7 @@ from snippets.attention import (
 )
 from snippets.checks import (
     HALF,
+    check_choice,
     check_dim,
     check_flag,
     check_number,
@@ -268,7 +269,21 @@ INIT_SCHEMES = {
 def score_spread(name, d_model, d_k, num_runs=1000, seq_len=4, seed=0):
     """Draw ``num_runs`` pairs w_q, w_k with scheme ``name`` and unit-variance inputs
     x (T, d_model); return (the weights' measured std, the std of the scaled scores
-    x w_q (x w_k)^T / sqrt(d_k)). Expected: sigma and d_model * sigma**2."""
+    x w_q (x w_k)^T / sqrt(d_k)). Expected: sigma and d_model * sigma**2.
+    Dtypes: float32, the dtype the schemes draw in; the numbers of torch.matmul.
+    """
+    check_choice("name", name, tuple(INIT_SCHEMES))
+    for arg, size in (("d_model", d_model), ("d_k", d_k), ("num_runs", num_runs),
+                      ("seq_len", seq_len)):
+        check_size(arg, size)
+    check_seed("seed", seed)
+    if num_runs * seq_len**2 < 2:  # a spread needs two scores
+        raise ValueError(f"num_runs and seq_len must give at least two scores "
+                         f"(num_runs * seq_len**2 >= 2), got num_runs={num_runs} "
+                         f"and seq_len={seq_len}")
+    if name == "nn.MultiheadAttention" and d_model % d_k:
+        raise ValueError(f"d_k must divide d_model, so that nn.MultiheadAttention has "
+                         f"heads of d_k features, got d_model={d_model} and d_k={d_k}")
     _, make = INIT_SCHEMES[name]
     weights, scores = [], []
     with torch.random.fork_rng(), torch.no_grad():

@@ -1775,6 +1775,39 @@ def test_saturation(scores, num_runs, seed):
         expect(runs["torch.randn"][0], (x[0] @ w_q) @ (x[0] @ w_k).T / 2)
 
 
+@covers("pytorch_example.INIT_SCHEMES", "pytorch_example.score_spread")
+@settings(SETTINGS, max_examples=15)
+@given(name=junk_or(st.sampled_from(list(pytorch_example.INIT_SCHEMES)), rate=10),
+       d_model=junk_or(st.sampled_from([2, 4, 6]), rate=10),
+       d_k=junk_or(st.sampled_from([1, 2, 3]), rate=10),
+       num_runs=junk_or(small, rate=10), seq_len=junk_or(small, rate=10),
+       seed=junk_or(st.integers(0, 3), rate=10))
+def test_score_spread(name, d_model, d_k, num_runs, seq_len, seed):
+    before = torch.random.get_rng_state()
+    out = call(pytorch_example.score_spread, name, d_model, d_k, num_runs, seq_len, seed)
+    assert torch.equal(torch.random.get_rng_state(), before)  # the caller's state
+    if out is REFUSED:
+        return
+    drawn, spread = out
+    assert math.isfinite(drawn) and drawn >= 0 and math.isfinite(spread) and spread >= 0
+    assert out == pytorch_example.score_spread(name, d_model, d_k, num_runs, seq_len,
+                                               seed)  # the seed fixes every draw
+    std_of = pytorch_example.INIT_SCHEMES[name][0]
+    assert std_of(d_model) > 0
+    if name == "torch.randn (the article)":  # the same draws, restated
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            weights, scores = [], []
+            for _ in range(num_runs):
+                w_q, w_k = torch.randn(d_model, d_k), torch.randn(d_model, d_k)
+                x = torch.randn(seq_len, d_model)
+                weights += [w_q.flatten(), w_k.flatten()]
+                scores.append((x @ w_q) @ (x @ w_k).T / math.sqrt(d_k))
+        expect(torch.tensor(out), torch.tensor([torch.cat(weights).std().item(),
+                                                torch.stack(scores).std().item()]),
+               1e-5)
+
+
 # ---------------------------------------------------------------------------------------
 # snippets.explorer and snippets.diagram
 # ---------------------------------------------------------------------------------------

@@ -676,3 +676,17 @@ def test_from_matrices_keeps_the_matrices_dtype():
     layer = SelfAttention.from_matrices(w, w, w)
     assert layer.w_q.weight.dtype == torch.float64
     assert torch.equal(layer.w_q.weight, w.T)
+
+
+@pytest.mark.parametrize("args, pattern", [
+    (("torch.rand", 5, 5), r"name must be one of torch\.randn \(the article\), .*got "
+                           r"'torch\.rand'"),
+    (("nn.Linear default", 0, 5), r"d_model must be a positive int, got 0"),
+    (("nn.MultiheadAttention", 6, 4), r"d_k must divide d_model, .*got d_model=6 and "
+                                      r"d_k=4"),
+    (("GPT-2, N(0, 0.02)", 4, 2, 1, 1), r"at least two scores .*got num_runs=1 and "
+                                        r"seq_len=1"),
+])
+def test_score_spread_refuses_what_has_no_spread(args, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        score_spread(*args)
