@@ -136,7 +136,7 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x):
-        check_shapes(x=(x, "(..., D)"), weight=(self.weight, "(D)"))
+        check_shapes(**{"the norm's weight": (self.weight, "(D)")}, x=(x, "(..., D)"))
         h = x.float() if x.dtype in HALF else x  # (..., D), half types in float32
         rms = torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)  # (..., 1): 1/rms
         return (h * rms * self.weight.to(h.dtype)).to(x.dtype)  # (..., D)
@@ -278,8 +278,9 @@ def check_block_input(block, x, cache=None, name="cache"):
     once it holds tokens, one new token at a time: the causal mask of
     ``Block.attention`` is for an empty cache."""
     check_type("block", block, Block)
-    check_shapes(dtypes=(torch.float32, torch.float64), x=(x, "(T, D)"),
-                 **{"the block's weights": (block.attn_norm.weight, "(D)")})
+    check_shapes(dtypes=(torch.float32, torch.float64),
+                 **{"the block's weights": (block.attn_norm.weight, "(D)")},
+                 x=(x, "(T, D)"))
     if cache is None:
         return
     check_type(name, cache, KVCache)
@@ -473,7 +474,7 @@ def attention_lists(token_ids, model=None, digits=4):
     lists [layer][head][query][key] of floats rounded to ``digits``, for widgets
     that draw them.
 
-    Dtypes: those of ``SmolLM2``, rounded to ``digits``.
+    Dtypes: those of ``SmolLM2``, each weight then rounded to `digits` places.
     """
     if model is None:
         model = SmolLM2.from_gguf()
