@@ -105,7 +105,8 @@ def one_parse_of_the_file():
         yield
 
 
-FILE_FIELDS = ("general.organization", "general.license", "tokenizer.ggml.add_bos_token")
+FILE_FIELDS = ("general.organization", "general.license",
+               "tokenizer.ggml.add_bos_token")
 
 
 @pytest.fixture(scope="session")
@@ -212,7 +213,8 @@ def test_every_loader_runs_offline(reference):
     assert huggingface_hub.constants.HF_HUB_OFFLINE is True
     source = (ROOT / "snippets" / "smollm2.py").read_text()
     imports = source[source.index("[start:imports]"):source.index("[end:imports]")]
-    assert imports.index('os.environ["HF_HUB_OFFLINE"] = "1"') < imports.index("import torch")
+    offline = imports.index('os.environ["HF_HUB_OFFLINE"] = "1"')
+    assert offline < imports.index("import torch")
     assert 'os.environ["TRANSFORMERS_OFFLINE"] = "1"' in imports
 
 
@@ -412,7 +414,7 @@ def test_a_failed_call_leaves_the_caches_as_they_were(model):
         (torch.tensor([49152]), caches, "idx must hold indices from 0 to 49151"),
         (torch.tensor([[5]]), caches, "idx must have shape"),
         (torch.tensor([5]), caches[:29], "caches must be a list of 30 KVCache"),
-        (torch.tensor([5]), caches[:29] + [None], "caches must be a list of 30 KVCache"),
+        (torch.tensor([5]), caches[:29] + [None], "caches must be a list of 30"),
         (torch.tensor([5]), tuple(caches), "caches must be a list of 30 KVCache"),
         (torch.tensor([5]), caches[:29] + [KVCache()], "caches must all hold the same"),
         (torch.tensor([5]), caches[:7] + other[7:8] + caches[8:],
@@ -461,8 +463,79 @@ def test_a_missing_model_file_names_the_fix(tmp_path, monkeypatch):
         SmolLM2.from_gguf()
     with pytest.raises(ValueError, match="path must be the model's GGUF file"):
         SmolLM2.from_gguf(tmp_path)  # a directory
-    with pytest.raises(ValueError, match="path must be a str or a pathlib.Path, got int"):
+    with pytest.raises(ValueError, match="path must be a str or a pathlib.Path, got int"
+                       ):
         SmolLM2.from_gguf(3)
+
+
+SMALL = dict(vocab_size=5, context=4, n_layers=1, d_model=8, n_heads=2, n_kv_heads=1,
+             d_ff=3, rope_base=10.0, eps=1e-5)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"d_model": 6}, "d_model must be a multiple of 2 * n_heads = 4 (an even "
+                     "head_dim), got 6"),
+    ({"n_heads": 4, "n_kv_heads": 3}, "n_heads must be a multiple of n_kv_heads = 3, "
+                                      "got 4"),
+    ({"n_layers": 0}, "n_layers must be a positive int, got 0"),
+    ({"n_heads": 0}, "n_heads must be a positive int, got 0"),  # was a ZeroDivisionError
+    ({"eps": 0.0}, "eps must be a number in (0, inf), got 0.0"),
+])
+def test_sizes_that_do_not_fit_together_are_refused(change, message):
+    assert smollm2.Config(**SMALL).head_dim == 4
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        smollm2.Config(**{**SMALL, **change})
+
+
+def test_a_block_refuses_what_would_corrupt_its_cache():
+    """Block on its own, with a cache: more than one new token once the cache holds
+    some would get the wrong causal mask (it was computed, silently); each refusal
+    leaves the cache as it was, and the retry is cached once."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        block = smollm2.Block(smollm2.Config(**SMALL))
+        x = torch.randn(3, 8)
+    cache = KVCache()
+    block(x, cache)
+    before = held([cache])
+    for bad, message in [
+        (x[:2], "^x must be one token once cache holds tokens"),
+        (x[:1, :7], r"^x must have shape \(T, D\) with D = 8"),
+        (x[:1].double(), "^x must have the dtype of the block's weights, float32, got "
+                         "float64$"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            block(bad, cache)
+        assert same_held(held([cache]), before)
+    with pytest.raises(ValueError, match="^cache must be a snippets.efficient.KVCache, "
+                                         "got list$"):
+        block(x[:1], [cache])
+    _, weights = block(x[:1], cache)
+    assert weights.shape == (2, 1, 4) and len(cache) == 4
+
+
+def test_bad_arguments_of_the_page_functions_are_told(model):
+    """Each was a bare TypeError, AttributeError or IndexError before."""
+    for call, message in [
+        (lambda: model.encode(3), "^text must be a str, got int$"),
+        (lambda: model.tokens(torch.tensor([49152])), "^idx must hold indices from 0 "
+                                                      "to 49151"),
+        (lambda: attention_lists("ab", model), "^token_ids must be real numbers"),
+        (lambda: attention_lists([1, 2], "model"), "^model must be a "
+                                                   "snippets.smollm2.SmolLM2, got str$"),
+        (lambda: attention_lists([1, 2], model, 2.5), "^digits must be a non-negative "
+                                                      "int, got 2.5$"),
+        (lambda: previous_token_score(torch.ones(2, 3)), r"^weights must have shape "
+                                                         r"\(\.\.\., T, T\)"),
+        (lambda: induction_score(torch.ones(1, 4, 4), 4), "^period must be an int from "
+                                                          "1 to 3, got 4$"),
+        (lambda: generate(model, model.encode("The"), 2, use_cache="no"),
+         "^use_cache must be True or False, got 'no'$"),
+        (lambda: smollm2.SmolLM2(smollm2.Config(**SMALL)).encode("a"),
+         r"^tokenizer must be the file's \(from_gguf\), got NoneType$"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            call()
 
 
 def tiny_gguf(path, tensors=True, context=True, heads=2):
@@ -614,7 +687,8 @@ def test_the_file_states_its_maker_and_license(loaded):
     """"by Hugging Face under the Apache-2.0 license (both stated in the file)"; and
     no start-of-text token is added, as the page's token list shows."""
     text = flat(section(PAGE, "The model file"))
-    assert "by Hugging Face under the Apache-2.0 license (both stated in the file)" in text
+    assert ("by Hugging Face under the Apache-2.0 license (both stated in the file)"
+            in text)
     assert loaded[2] == {"general.organization": "HuggingFaceTB",
                          "general.license": "apache-2.0",
                          "tokenizer.ggml.add_bos_token": False}
