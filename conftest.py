@@ -10,14 +10,33 @@ compare one output per chain and apply any mark a page writes.
 import os
 from pathlib import Path
 
-import pytest
+# One torch thread per process: the suite runs two workers on two cores, and a second
+# thread in each process (xdist workers, "all the code" interpreters, the site build)
+# only spins. Set before the workers start, so they inherit it; a value given on the
+# command line wins.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from snippets.smollm2 import gguf_path
-from tests import harness
+import pytest  # noqa: E402
+
+from snippets.smollm2 import gguf_path  # noqa: E402
+from tests import harness  # noqa: E402
 
 # A page's "all the code" block runs in a fresh interpreter away from the repository;
 # this tells docs/smollm2.md's where the model file is.
 os.environ.setdefault("SMOLLM2_GGUF", str(gguf_path()))
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(items):
+    """Blocks that load SmolLM2 from snippets.smollm2 run on the worker of the
+    "smollm2" group, whose process has read the model already (tests/test_smollm2.py
+    reads it once per process). An "all the code" block starts an interpreter of
+    its own, so it runs wherever there is room."""
+    for item in items:
+        block = getattr(item, "block", None)
+        if (isinstance(block, harness.Block) and not block.standalone
+                and "snippets.smollm2" in block.source):
+            item.add_marker(pytest.mark.xdist_group("smollm2"))
 
 
 def pytest_collect_file(parent, file_path: Path):

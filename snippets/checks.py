@@ -17,6 +17,8 @@ answer. The rules, the same everywhere on the site:
   for masks. Tensors that meet in one computation have one dtype: nothing is promoted
   behind the caller's back. The half types ``HALF`` are computed in float32 and
   rounded to their own type once, at the end.
+- **Indices** (token ids, rows of a table) are integer tensors, never bools or
+  floats, each from 0 to the number of rows less one: ``check_indices``.
 - **Devices**: tensors that meet are on one device. ``meta`` tensors (shapes, no
   values) pass wherever no value is read; ``check_values`` refuses them where one is.
 """
@@ -44,6 +46,7 @@ __all__ = [
     "check_broadcast",
     "check_values",
     "check_dim",
+    "check_indices",
     "as_numbers",
     "check_mask",
     "check_attention_inputs",
@@ -262,6 +265,20 @@ def check_dim(name, x, dim):
         raise ValueError(f"{name} must have at least one entry along dim={dim}, got "
                          f"shape {tuple(x.shape)}")
     return dim
+
+
+def check_indices(name, t, size):
+    """t, if it is a tensor of integers (not bools) that index ``size`` things: each
+    entry from 0 to size - 1, as an embedding table or a gather reads them."""
+    if (not isinstance(t, torch.Tensor) or t.dtype == torch.bool
+            or t.is_floating_point() or t.is_complex()):
+        raise ValueError(f"{name} must be an integer tensor of indices from 0 to "
+                         f"{size - 1}, got {_got(t)}")
+    check_values(name, t)
+    if t.numel() and (t.min() < 0 or t.max() >= size):
+        raise ValueError(f"{name} must hold indices from 0 to {size - 1}, got "
+                         f"indices from {t.min().item()} to {t.max().item()}")
+    return t
 
 
 def as_numbers(name, value, dtype):

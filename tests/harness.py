@@ -473,7 +473,9 @@ def run_in_process(block: Block) -> list[str]:
         buffer = io.StringIO()
         try:
             with contextlib.redirect_stdout(buffer):
-                exec(compile(piece.code, filename, "exec"), namespace)
+                # dont_inherit: page code runs without this file's __future__ imports
+                code = compile(piece.code, filename, "exec", dont_inherit=True)
+                exec(code, namespace)
         except Exception as exc:
             raise BlockFailure(
                 f"code block at docs/{block.name} raised:\n" + page_traceback(exc, files)

@@ -19,6 +19,7 @@ from snippets.checks import (
     check_device,
     check_dim,
     check_flag,
+    check_indices,
     check_keys,
     check_mask,
     check_number,
@@ -238,6 +239,24 @@ def test_dim_must_pick_a_dimension_with_entries():
                 f"dim must be an int from -2 to 1 (x has shape (2, 3)), got {bad!r}")
     refused(lambda: check_dim("x", torch.zeros(2, 0), -1),
             "x must have at least one entry along dim=-1, got shape (2, 0)")
+
+
+def test_indices_are_integers_within_the_rows():
+    ids = torch.tensor([0, 4, 2])
+    assert check_indices("idx", ids, 5) is ids
+    assert check_indices("idx", torch.zeros(0, dtype=torch.int32), 5).numel() == 0
+    refused(lambda: check_indices("idx", ids, 4),
+            "idx must hold indices from 0 to 3, got indices from 0 to 4")
+    refused(lambda: check_indices("idx", torch.tensor([-1]), 4),
+            "idx must hold indices from 0 to 3, got indices from -1 to -1")
+    refused(lambda: check_indices("idx", ids.float(), 5), "idx must be an integer tensor "
+            "of indices from 0 to 4, got a torch.float32 tensor of shape (3,)")
+    refused(lambda: check_indices("idx", ids > 0, 5), "idx must be an integer tensor of "
+            "indices from 0 to 4, got a torch.bool tensor of shape (3,)")
+    refused(lambda: check_indices("idx", [0, 1], 5),
+            "idx must be an integer tensor of indices from 0 to 4, got [0, 1]")
+    refused(lambda: check_indices("idx", ids.to("meta"), 5),
+            "idx must hold values (this reads them), got a meta tensor of shape (3,)")
 
 
 def test_numbers_from_lists_tensors_and_scalars():

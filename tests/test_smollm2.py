@@ -4,13 +4,16 @@ numbers docs/smollm2.md states.
 Reference: ``AutoModelForCausalLM.from_pretrained(dir, gguf_file=...)`` with
 ``attn_implementation="eager"`` in float32, which reads the same file with its own
 weight mapping (it un-permutes the rows of Q and K for its rotate-half RoPE) and
-returns every layer's attention weights. Each model is loaded once per test run
-(session fixtures), with every socket connection refused and recorded; all tests of
-this module run on one pytest-xdist worker.
+returns every layer's attention weights. Each model is read once per test run
+(session fixtures), with every network connection refused and recorded; all tests of
+this module, and the blocks of docs/smollm2.md that load the model, run on one
+pytest-xdist worker (group "smollm2"), so the model is read once in the run.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import os
 import re
@@ -19,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from unittest import mock
 
+import gguf
 import numpy as np
 import pytest
 import torch
@@ -50,27 +54,75 @@ NEW_TOKENS = 20
 
 @contextmanager
 def no_network():
-    """Refuse and record every socket connection made inside the block."""
+    """Refuse and record every name lookup and socket connection made inside the
+    block (socket.create_connection and every HTTP client go through these)."""
     attempts = []
 
-    def refuse(sock, address, *args):
+    def refuse(*args):
+        address = args[1] if isinstance(args[0], socket.socket) else args[:2]
         attempts.append(address)
         raise OSError(f"network access attempted: {address}")
 
     with mock.patch.object(socket.socket, "connect", refuse), \
-            mock.patch.object(socket.socket, "connect_ex", refuse):
+            mock.patch.object(socket.socket, "connect_ex", refuse), \
+            mock.patch.object(socket, "getaddrinfo", refuse):
         yield attempts
+
+
+READER = gguf.GGUFReader  # gguf's own, before any patch
+
+
+class OneParse(READER):
+    """gguf's reader, parsed once per file and shared. Parsing the file's metadata
+    (49152 tokens and 48900 merges, each a NumPy view) takes seconds, and
+    transformers parses it three times to load one model (config, tokenizer,
+    weights); the reader maps the file read-only, so every caller sees the same
+    bytes either way."""
+
+    parsed: dict = {}
+
+    def __new__(cls, path, mode="r"):
+        key = (os.path.realpath(path), mode)
+        if key not in cls.parsed:
+            cls.parsed[key] = super().__new__(cls)
+            READER.__init__(cls.parsed[key], path, mode)
+        return cls.parsed[key]
+
+    def __init__(self, *args, **kwargs):
+        """Parsed in __new__, once."""
+
+
+@contextmanager
+def one_parse_of_the_file():
+    """Within the block, every reader of a GGUF file (ours and transformers') shares
+    one parse, and transformers' tensor-name table (a pure function of the
+    architecture and the layer count, which it rebuilds for each of its 397
+    submodules) is built once."""
+    name_map = functools.cache(gguf.get_tensor_name_map)
+    with mock.patch.object(gguf, "GGUFReader", OneParse), \
+            mock.patch.object(smollm2, "GGUFReader", OneParse), \
+            mock.patch.object(gguf, "get_tensor_name_map", name_map):
+        yield
+
+
+FILE_FIELDS = ("general.organization", "general.license",
+               "tokenizer.ggml.add_bos_token")
 
 
 @pytest.fixture(scope="session")
 def loaded():
-    """The from-scratch model, read from the file with the network cut off (the
-    in-process memo is cleared first, so the read really happens here)."""
+    """The from-scratch model, the connections tried while reading it, and some
+    fields of the file: read here with the network cut off, or, if this process
+    read it before (unguarded), read again under the guard."""
     torch.set_num_threads(1)
-    smollm2._read_once.cache_clear()
-    with no_network() as attempts:
+    with no_network() as attempts, one_parse_of_the_file():
+        misses = smollm2._read_once.cache_info().misses
         model = SmolLM2.from_gguf()
-    return model, attempts
+        if smollm2._read_once.cache_info().misses == misses:  # it was read before
+            read_gguf(gguf_path())
+        reader = gguf.GGUFReader(gguf_path())  # the parse just made
+        fields = {key: reader.fields[key].contents() for key in FILE_FIELDS}
+    return model, attempts, fields
 
 
 @pytest.fixture(scope="session")
@@ -81,7 +133,7 @@ def model(loaded):
 @pytest.fixture(scope="session")
 def reference():
     """transformers' Llama and tokenizer from the same GGUF file, offline."""
-    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["HF_HUB_OFFLINE"] = "1"  # set already by snippets.smollm2's import
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
     torch.set_num_threads(1)
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -89,12 +141,13 @@ def reference():
 
     logging.disable_progress_bar()
     path = gguf_path()
-    with no_network() as attempts:
+    with no_network() as attempts, one_parse_of_the_file():
         tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
         hf = AutoModelForCausalLM.from_pretrained(
             path.parent, gguf_file=path.name, dtype=torch.float32,
             attn_implementation="eager",
         ).eval()
+    OneParse.parsed.clear()  # both models are read: free the parse
     return hf, tokenizer, attempts
 
 
@@ -146,7 +199,23 @@ def test_loading_opens_no_network_connection(loaded, reference):
     with no_network() as attempts:  # the control: the guard does see a connection
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", 9), timeout=1)
-    assert attempts == [("127.0.0.1", 9)]
+        with pytest.raises(OSError):
+            socket.create_connection(("example.org", 80), timeout=1)
+    assert attempts == [("127.0.0.1", 9), ("example.org", 80)]
+
+
+def test_every_loader_runs_offline(reference):
+    """snippets/smollm2.py sets both switches when it is imported (conftest.py
+    imports it before any test), so the hub library reads them as offline."""
+    import huggingface_hub.constants
+
+    assert os.environ["HF_HUB_OFFLINE"] == os.environ["TRANSFORMERS_OFFLINE"] == "1"
+    assert huggingface_hub.constants.HF_HUB_OFFLINE is True
+    source = (ROOT / "snippets" / "smollm2.py").read_text()
+    imports = source[source.index("[start:imports]"):source.index("[end:imports]")]
+    offline = imports.index('os.environ["HF_HUB_OFFLINE"] = "1"')
+    assert offline < imports.index("import torch")
+    assert 'os.environ["TRANSFORMERS_OFFLINE"] = "1"' in imports
 
 
 def test_the_model_is_read_once_per_process(model):
@@ -295,21 +364,35 @@ def test_kv_cache_sizes_follow_the_grouping(model):
 # --- bad input -----------------------------------------------------------------
 
 
-def cache_lengths(caches):
-    return [len(c) for c in caches]
+def held(caches):
+    """What the caches hold: their lengths and a copy of every stored key and value."""
+    return [(len(c), c._k[..., :len(c), :].clone(), c._v[..., :len(c), :].clone())
+            for c in caches]
+
+
+def same_held(now, then):
+    return len(now) == len(then) and all(
+        n == m and torch.equal(k, k2) and torch.equal(v, v2)
+        for (n, k, v), (m, k2, v2) in zip(now, then))
 
 
 @pytest.mark.parametrize("idx, message", [
-    ([1, 2, 3], "1-D tensor of token ids, got list"),
-    (torch.tensor([[1, 2, 3]]), r"1-D \(T,\), got shape \(1, 3\)"),
-    (torch.tensor([1.0, 2.0]), "integer token ids, got dtype torch.float32"),
-    (torch.tensor([True, False]), "integer token ids, got dtype torch.bool"),
-    (torch.tensor([], dtype=torch.long), "at least one token id"),
-    (torch.tensor([5, 49152]), r"ids in 0..49151, got ids from 5 to 49152"),
-    (torch.tensor([-1, 3]), r"ids in 0..49151, got ids from -1 to 3"),
-    (torch.zeros(8193, dtype=torch.long), "8193 tokens .* context holds 8192"),
+    ([1, 2, 3], r"^idx must be a torch.Tensor of shape \(T\), got list$"),
+    (torch.tensor([[1, 2, 3]]), r"^idx must have shape \(T\), got shape \(1, 3\)$"),
+    (torch.tensor([1.0, 2.0]), r"^idx must be an integer tensor of indices from 0 to "
+                               r"49151, got a torch.float32 tensor of shape \(2,\)$"),
+    (torch.tensor([True, False]), "integer tensor of indices"),
+    (torch.tensor([5, 49152]), r"^idx must hold indices from 0 to 49151, got indices "
+                               r"from 5 to 49152$"),
+    (torch.tensor([-1, 3]), r"got indices from -1 to 3$"),
+    (torch.tensor([], dtype=torch.long),
+     r"^idx must hold from 1 to 8192 token ids .* got 0: an empty prompt has no next "
+     r"token to predict$"),
+    (torch.zeros(8193, dtype=torch.long),
+     r"^idx must hold from 1 to 8192 token ids \(the context of 8192, .* got 8193: "
+     r"shorten the prompt$"),
 ])
-def test_bad_token_ids_are_told(model, idx, message):
+def test_bad_prompts_are_told_with_the_fix(model, idx, message):
     with pytest.raises(ValueError, match=message):
         model(idx)
 
@@ -322,57 +405,142 @@ def test_integer_ids_of_any_width_work(model):
 def test_a_failed_call_leaves_the_caches_as_they_were(model):
     caches = [KVCache() for _ in model.blk]
     model(model.encode("The cat sat"), caches)
-    before = [c._k.clone() for c in caches]
+    before = held(caches)
+    other = [KVCache() for _ in range(30)]
+    other[7].append(torch.zeros(3, 3, 64, dtype=torch.float64),
+                    torch.zeros(3, 3, 64, dtype=torch.float64))  # another model's
     bad_calls = [
-        (model.encode(" on the"), "feed one token at a time"),
-        (torch.tensor([49152]), "ids in 0..49151"),
-        (torch.tensor([[5]]), "1-D"),
+        (model.encode(" on the"), caches, "idx must be one token once the caches hold"),
+        (torch.tensor([49152]), caches, "idx must hold indices from 0 to 49151"),
+        (torch.tensor([[5]]), caches, "idx must have shape"),
+        (torch.tensor([5]), caches[:29], "caches must be a list of 30 KVCache"),
+        (torch.tensor([5]), caches[:29] + [None], "caches must be a list of 30"),
+        (torch.tensor([5]), tuple(caches), "caches must be a list of 30 KVCache"),
+        (torch.tensor([5]), caches[:29] + [KVCache()], "caches must all hold the same"),
+        (torch.tensor([5]), caches[:7] + other[7:8] + caches[8:],
+         r"caches\[7\] must hold this layer's keys and values"),
     ]
-    for idx, message in bad_calls:
+    for idx, given, message in bad_calls:
         with pytest.raises(ValueError, match=message):
-            model(idx, caches)
-        assert cache_lengths(caches) == [3] * 30
-    with pytest.raises(ValueError, match="a list of 30 KVCache"):
-        model(torch.tensor([5]), caches[:29])
-    with pytest.raises(ValueError, match="a list of 30 KVCache"):
-        model(torch.tensor([5]), caches[:29] + [None])
-    uneven = caches[:29] + [KVCache()]
-    with pytest.raises(ValueError, match="same tokens, got lengths"):
-        model(torch.tensor([5]), uneven)
-    assert cache_lengths(caches) == [3] * 30
-    assert all(torch.equal(c._k[..., :3, :], b[..., :3, :]) for c, b in zip(caches, before))
+            model(idx, given)
+        assert same_held(held(caches), before)
+    model(torch.tensor([5]), caches)  # and the retry caches the token once
+    assert [len(c) for c in caches] == [4] * 30
 
 
 def test_a_full_cache_has_no_room(model, monkeypatch):
     caches = [KVCache() for _ in model.blk]
     model(model.encode("The cat sat"), caches)
-    monkeypatch.setattr(model, "c", model.c._replace(context=3))
-    with pytest.raises(ValueError, match="caches hold 3 tokens, so idx has no room"):
+    before = held(caches)
+    monkeypatch.setattr(model, "c", dataclasses.replace(model.c, context=3))
+    with pytest.raises(ValueError, match="got 1: the caches fill the context: start "
+                                         "with new ones"):
         model(torch.tensor([5]), caches)
-    assert cache_lengths(caches) == [3] * 30
+    assert same_held(held(caches), before)
 
 
 @pytest.mark.parametrize("n, message", [
-    (0, "max_new_tokens must be a positive int, got 0"),
-    (2.0, "max_new_tokens must be a positive int, got 2.0"),
-    (True, "max_new_tokens must be a positive int, got True"),
-    (8192, "7 tokens and 8191 more must fit after them"),
+    (0, "max_new_tokens must be an int from 1 to 8191, got 0"),
+    (2.0, "max_new_tokens must be an int from 1 to 8191, got 2.0"),
+    (True, "max_new_tokens must be an int from 1 to 8191, got True"),
+    (8192, "max_new_tokens must be an int from 1 to 8191, got 8192"),
+    (8190, r"idx must hold from 1 to 3 token ids \(the context of 8192, less 0 cached "
+           r"and 8189 to generate\), got 7: shorten the prompt or generate fewer"),
 ])
 def test_bad_generate_arguments_are_told(model, n, message):
     with pytest.raises(ValueError, match=message):
         generate(model, model.encode("The cat sat on the mat."), n)
 
 
-def test_a_missing_model_file_names_the_fix(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"no model file at .*run `make model`"):
+def test_a_missing_model_file_names_the_fix(tmp_path, monkeypatch):
+    message = r"^path must be the model's GGUF file, got '.*missing.gguf', which " \
+              r"does not exist: run `make model` \(or set SMOLLM2_GGUF to the file " \
+              r"SmolLM2-135M-Instruct.Q4_1.gguf\)$"
+    with pytest.raises(ValueError, match=message):
         SmolLM2.from_gguf(tmp_path / "missing.gguf")
+    monkeypatch.setenv("SMOLLM2_GGUF", str(tmp_path / "missing.gguf"))
+    with pytest.raises(ValueError, match=message):
+        SmolLM2.from_gguf()
+    with pytest.raises(ValueError, match="path must be the model's GGUF file"):
+        SmolLM2.from_gguf(tmp_path)  # a directory
+    with pytest.raises(ValueError, match="path must be a str or a pathlib.Path, got int"
+                       ):
+        SmolLM2.from_gguf(3)
 
 
-def tiny_gguf(path, tensors=True, context=True):
-    """A small GGUF file in SmolLM2's layout: 1 layer, width 4, 2 query heads sharing
-    1 key/value head, 3 tokens (optionally without a tensor or a field)."""
-    import gguf
+SMALL = dict(vocab_size=5, context=4, n_layers=1, d_model=8, n_heads=2, n_kv_heads=1,
+             d_ff=3, rope_base=10.0, eps=1e-5)
 
+
+@pytest.mark.parametrize("change, message", [
+    ({"d_model": 6}, "d_model must be a multiple of 2 * n_heads = 4 (an even "
+                     "head_dim), got 6"),
+    ({"n_heads": 4, "n_kv_heads": 3}, "n_heads must be a multiple of n_kv_heads = 3, "
+                                      "got 4"),
+    ({"n_layers": 0}, "n_layers must be a positive int, got 0"),
+    ({"n_heads": 0}, "n_heads must be a positive int, got 0"),  # was a ZeroDivisionError
+    ({"eps": 0.0}, "eps must be a number in (0, inf), got 0.0"),
+])
+def test_sizes_that_do_not_fit_together_are_refused(change, message):
+    assert smollm2.Config(**SMALL).head_dim == 4
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        smollm2.Config(**{**SMALL, **change})
+
+
+def test_a_block_refuses_what_would_corrupt_its_cache():
+    """Block on its own, with a cache: more than one new token once the cache holds
+    some would get the wrong causal mask (it was computed, silently); each refusal
+    leaves the cache as it was, and the retry is cached once."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        block = smollm2.Block(smollm2.Config(**SMALL))
+        x = torch.randn(3, 8)
+    cache = KVCache()
+    block(x, cache)
+    before = held([cache])
+    for bad, message in [
+        (x[:2], "^x must be one token once cache holds tokens"),
+        (x[:1, :7], r"^x must have shape \(T, D\) with D = 8"),
+        (x[:1].double(), "^x must have the dtype of the block's weights, float32, got "
+                         "float64$"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            block(bad, cache)
+        assert same_held(held([cache]), before)
+    with pytest.raises(ValueError, match="^cache must be a snippets.efficient.KVCache, "
+                                         "got list$"):
+        block(x[:1], [cache])
+    _, weights = block(x[:1], cache)
+    assert weights.shape == (2, 1, 4) and len(cache) == 4
+
+
+def test_bad_arguments_of_the_page_functions_are_told(model):
+    """Each was a bare TypeError, AttributeError or IndexError before."""
+    for call, message in [
+        (lambda: model.encode(3), "^text must be a str, got int$"),
+        (lambda: model.tokens(torch.tensor([49152])), "^idx must hold indices from 0 "
+                                                      "to 49151"),
+        (lambda: attention_lists("ab", model), "^token_ids must be real numbers"),
+        (lambda: attention_lists([1, 2], "model"), "^model must be a "
+                                                   "snippets.smollm2.SmolLM2, got str$"),
+        (lambda: attention_lists([1, 2], model, 2.5), "^digits must be a non-negative "
+                                                      "int, got 2.5$"),
+        (lambda: previous_token_score(torch.ones(2, 3)), r"^weights must have shape "
+                                                         r"\(\.\.\., T, T\)"),
+        (lambda: induction_score(torch.ones(1, 4, 4), 4), "^period must be an int from "
+                                                          "1 to 3, got 4$"),
+        (lambda: generate(model, model.encode("The"), 2, use_cache="no"),
+         "^use_cache must be True or False, got 'no'$"),
+        (lambda: smollm2.SmolLM2(smollm2.Config(**SMALL)).encode("a"),
+         r"^tokenizer must be the file's \(from_gguf\), got NoneType$"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            call()
+
+
+def tiny_gguf(path, tensors=True, context=True, heads=2):
+    """A small GGUF file in SmolLM2's layout: 1 layer, width 4, ``heads`` query heads
+    sharing 1 key/value head, 3 tokens (optionally without a tensor or a field)."""
     rng = np.random.default_rng(0)
     writer = gguf.GGUFWriter(str(path), "llama")
     writer.add_block_count(1)
@@ -380,7 +548,7 @@ def tiny_gguf(path, tensors=True, context=True):
         writer.add_context_length(16)
     writer.add_embedding_length(4)
     writer.add_feed_forward_length(8)
-    writer.add_head_count(2)
+    writer.add_head_count(heads)
     writer.add_head_count_kv(1)
     writer.add_rope_freq_base(10000.0)
     writer.add_layer_norm_rms_eps(1e-5)
@@ -413,19 +581,22 @@ def test_a_small_file_in_the_same_layout_loads_and_runs(tmp_path):
 
 
 @pytest.mark.parametrize("make, message", [
-    (lambda p: p.write_bytes(b"not a gguf file at all"), "not a readable SmolLM2 GGUF"),
-    (lambda p: p.write_bytes(gguf_path().read_bytes()[:100_000]),
-     "not a readable SmolLM2 GGUF"),
-    (lambda p: tiny_gguf(p, context=False), "lacks the field 'llama.context_length'"),
-    (lambda p: tiny_gguf(p, tensors=False), "does not hold SmolLM2's tensors"),
+    (lambda p: p.write_bytes(b"not a gguf file at all"), "GGUF magic invalid"),
+    (lambda p: p.write_bytes(gguf_path().read_bytes()[:100_000]), "whole"),
+    (lambda p: tiny_gguf(p, context=False),
+     "reader must hold the field 'llama.context_length', got a file without it"),
+    (lambda p: tiny_gguf(p, tensors=False), "Missing key.*blk.0.ffn_down.weight"),
+    (lambda p: tiny_gguf(p, heads=3),  # width 4 does not split into 3 even heads
+     "d_model must be a multiple of 2 [*] n_heads = 6"),
 ])
 def test_a_corrupt_model_file_is_told(tmp_path, make, message):
     path = tmp_path / "bad.gguf"
     make(path)
     with pytest.raises(ValueError, match=message) as err:
         SmolLM2.from_gguf(path)
-    if "readable" in message:
-        assert "run `make model`" in str(err.value)
+    assert str(err.value).startswith(f"path must be a whole SmolLM2 GGUF file, got "
+                                     f"'{path}' (")
+    assert str(err.value).endswith("): run `make model` to fetch it again")
 
 
 # --- docs/smollm2.md: every number its prose states, computed here --------------
@@ -507,9 +678,29 @@ def test_page_states_the_model_file(model):
     assert int(m[4]) == 4 and "Q4_1" in smollm2.MODEL_FILE  # 4-bit blocks
     assert int(m[5]) == round(gguf_path().stat().st_size / 2**20)
     intro = flat(PAGE.split("\n## ")[0])
-    assert numbers(intro) == [2.0, model.c.n_layers * model.c.n_heads]  # Apache-2.0
+    assert numbers(intro) == [model.c.n_layers * model.c.n_heads]  # "its 270 heads"
     blocks = flat(section(PAGE, "The model, out of this site's pieces"))
     assert numbers(blocks) == [4, model.c.n_layers]  # 4-bit blocks; "stacks 30 blocks"
+
+
+def test_the_file_states_its_maker_and_license(loaded):
+    """"by Hugging Face under the Apache-2.0 license (both stated in the file)"; and
+    no start-of-text token is added, as the page's token list shows."""
+    text = flat(section(PAGE, "The model file"))
+    assert ("by Hugging Face under the Apache-2.0 license (both stated in the file)"
+            in text)
+    assert loaded[2] == {"general.organization": "HuggingFaceTB",
+                         "general.license": "apache-2.0",
+                         "tokenizer.ggml.add_bos_token": False}
+
+
+def test_page_states_that_sat_cannot_see_mat(model):
+    """Causal: the page's claim, and the citations the section names."""
+    text = flat(section(PAGE, '"sat" cannot see "mat"'))
+    assert numbers(text) == [2019, 3, 2018, 3.1]  # Devlin et al.; Radford et al.
+    assert "every weight on a later token is exactly zero" in text
+    _, attention = model(model.encode(SENTENCE))
+    assert torch.equal(attention.triu(diagonal=1), torch.zeros_like(attention))
 
 
 def test_page_states_what_sat_and_mat_look_at(facts):
@@ -535,7 +726,8 @@ def test_page_states_the_attention_sink(facts):
     shares = [first for first, _ in facts["firsts"].values()]
     seconds = [second for _, second in facts["firsts"].values()]
     want = [round(facts["sink"], 2), low, round(layers[low].item(), 2), 0, 1,
-            round(first_two[0].item(), 2), 0.9, *high, 2023, 1,  # "add up to 1"
+            round(first_two[0].item(), 2), 0.9, *high,
+            2023, 3.1, 1,  # Xiao et al. (2023, ..., section 3.1); "add up to 1"
             round(min(shares), 2), round(max(shares), 2), round(max(seconds), 2)]
     assert numbers(text) == want
     assert round(first_two[1].item(), 2) == round(first_two[0].item(), 2)  # "each"
@@ -547,7 +739,8 @@ def test_page_states_the_head_scores(facts):
     text = flat(section(PAGE, "A previous-token head and an induction head"))
     (prev_head, prev_score), = top(facts["previous"], 1)
     induction = top(facts["induction"], 3)
-    want = [*prev_head, round(prev_score, 2), *induction[0][0],
+    want = [2021, 2022]  # Elhage et al., 2021; Olsson et al., 2022
+    want += [*prev_head, round(prev_score, 2), *induction[0][0],
             round(induction[0][1], 2), round(induction[0][1] * 10)]
     want += [induction[1][0][1], induction[2][0][1], induction[1][0][0],
              round(induction[1][1], 2), round(induction[2][1], 2)]
