@@ -523,15 +523,16 @@ def test_claims_record_names_only_pages_that_exist():
     assert set(claims_by_page()) <= {page_id(p) for p in PAGES}
 
 
-@pytest.mark.parametrize("name", sorted(NOT_YET_REVISED))
-def test_pages_not_yet_revised_still_need_it(name):
-    """A page that passes every check must leave NOT_YET_REVISED."""
-    page = DOCS / name
-    assert page.exists(), f"{name} is listed in NOT_YET_REVISED but does not exist"
-    failures = 0
-    for check in (check_budget, check_opening, check_glossary_link, check_claims):
-        try:
-            check(page)
-        except AssertionError:
-            failures += 1
-    assert failures, f"{name} passes every check: remove it from NOT_YET_REVISED"
+def test_pages_not_yet_revised_still_need_it():
+    """A page that passes every check must leave NOT_YET_REVISED (empty now: every
+    page is held to every check)."""
+    for name in sorted(NOT_YET_REVISED):
+        page = DOCS / name
+        assert page.exists(), f"{name} is listed in NOT_YET_REVISED but does not exist"
+        failures = 0
+        for check in (check_budget, check_opening, check_glossary_link, check_claims):
+            try:
+                check(page)
+            except AssertionError:
+                failures += 1
+        assert failures, f"{name} passes every check: remove it from NOT_YET_REVISED"
