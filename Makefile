@@ -65,7 +65,7 @@ $(NODE_INSTALLED): package.json package-lock.json
 serve: $(INSTALLED) $(NODE_INSTALLED) $(MODEL)
 	$(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
 
-build: $(INSTALLED)
+build: $(INSTALLED) $(MODEL)
 	$(BIN)/mkdocs build --strict --site-dir site
 
 test: $(INSTALLED) $(NODE_INSTALLED) $(MODEL)
