@@ -471,6 +471,25 @@ def test_smollm2_layer_and_head_show_the_files_weights(scheme, server, visit, da
     clean(v)
 
 
+def test_the_heatmap_follows_a_change_of_scheme(server, visit, data):
+    """The palette that follows the system switches to dark while the page is open:
+    the heatmap is drawn again in the dark scheme's colours."""
+    v = visit()
+    page = v.page
+    page.goto(server + "/explorer/", wait_until="load")
+    state(page)
+    rows = data["sentences"][0]["heads"][0]["weights"]
+    expect_heatmap(page, rows, causal=False)
+    before = page.locator(".attention-explorer").first.evaluate(HEATMAP)["background"]
+    page.emulate_media(color_scheme="dark")
+    page.wait_for_function("document.body.getAttribute('data-md-color-scheme') "
+                           "=== 'slate'")
+    after = page.locator(".attention-explorer").first.evaluate(HEATMAP)
+    assert after["background"] != before
+    expect_heatmap(page, rows, causal=False)
+    clean(v)
+
+
 def test_pointing_at_a_cell_reads_its_weight(server, visit, data, files):
     v = visit()
     page = v.page

@@ -222,6 +222,7 @@
 
     var buttons = [];
     var size = 288; // the canvas's width in CSS pixels, kept by a ResizeObserver
+    var palette = null; // the scheme's colours, read again when the scheme changes
 
     function model() { return models[state.m]; }
     function sentence() { return model().sentences[state.s]; }
@@ -410,7 +411,7 @@
         canvas.height = px;
       }
       var ctx = canvas.getContext("2d");
-      var c = colours();
+      var c = palette || (palette = colours());
       var T = view.tokens.length;
       var edge = function (i) { return Math.round(i * px / T); };
       ctx.fillStyle = css(c.bg);
@@ -499,6 +500,7 @@
     }
     // Material switches the colour scheme on <body> without reloading: redraw.
     var scheme = new MutationObserver(function () {
+      palette = null;
       if (!root.isConnected) scheme.disconnect(); // the page was swapped out
       else if (view) draw();
     });
