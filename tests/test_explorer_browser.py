@@ -380,6 +380,7 @@ def expect_heatmap(page, rows, causal):
     """The heatmap draws ``rows``: each cell's colour, mixed from the background to
     the bars' colour by its weight, gives the weight back to within 0.01 (8-bit
     colour); the masked cells above the diagonal are hatched, the others plain."""
+    page.wait_for_selector(".attention-explorer canvas[data-drawn]")
     drawn = page.locator(".attention-explorer").first.evaluate(HEATMAP)
     zero, one = rgb(drawn["background"]), rgb(drawn["bar"])
     c = max(range(3), key=lambda k: abs(one[k] - zero[k]))  # the most telling channel

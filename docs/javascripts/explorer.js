@@ -221,7 +221,9 @@
     root.appendChild(live);
 
     var buttons = [];
-    var size = 288; // the canvas's width in CSS pixels, kept by a ResizeObserver
+    var size = 0; // the canvas's width in CSS pixels, from a ResizeObserver: until it
+    // reports, after the browser's own layout, nothing is drawn, so setting the
+    // widget up never makes the browser style and lay out the page early
     var palette = null; // the scheme's colours, read again when the scheme changes
 
     function model() { return models[state.m]; }
@@ -386,7 +388,7 @@
       canvas.setAttribute("aria-label", "Heatmap of all " + view.tokens.length + " \u00d7 " +
         view.tokens.length + " weights of " + view.name + "; the outlined row is " +
         "token " + (state.t + 1) + "'s, whose weights the table lists.");
-      draw();
+      if (size) draw();
       root.setAttribute("data-token-index", String(state.t));
       root.setAttribute("data-head-index", String(state.h));
       root.setAttribute("data-layer-index", String(state.layer));
@@ -412,6 +414,7 @@
       }
       var ctx = canvas.getContext("2d");
       var c = palette || (palette = colours());
+      canvas.setAttribute("data-drawn", view.name); // for tests: what it shows
       var T = view.tokens.length;
       var edge = function (i) { return Math.round(i * px / T); };
       ctx.fillStyle = css(c.bg);
@@ -460,7 +463,7 @@
     }
 
     function pointAt(event) {
-      if (!view) return;
+      if (!view || !size) return;
       var T = view.tokens.length;
       var i = Math.min(T - 1, Math.max(0, Math.floor(event.offsetY / size * T)));
       var j = Math.min(T - 1, Math.max(0, Math.floor(event.offsetX / size * T)));
@@ -489,20 +492,18 @@
       state.k = null;
       update();
     });
-    if (window.ResizeObserver) {
-      new ResizeObserver(function (entries) {
-        var width = entries[0].contentRect.width;
-        if (width > 0 && width !== size) {
-          size = width;
-          if (view) draw();
-        }
-      }).observe(canvas);
-    }
+    new ResizeObserver(function (entries) {
+      var width = entries[0].contentRect.width;
+      if (width > 0 && width !== size) {
+        size = width;
+        if (view) draw();
+      }
+    }).observe(canvas);
     // Material switches the colour scheme on <body> without reloading: redraw.
     var scheme = new MutationObserver(function () {
       palette = null;
       if (!root.isConnected) scheme.disconnect(); // the page was swapped out
-      else if (view) draw();
+      else if (view && size) draw();
     });
     scheme.observe(document.body, {
       attributes: true, attributeFilter: ["data-md-color-scheme"],
