@@ -1869,6 +1869,81 @@ def test_explorer(tokens, num_heads, sentence, weights):
         explorer.explorer_data()))
 
 
+@functools.cache
+def tiny_smollm2():
+    """A SmolLM2 of this site's code with 2 small layers and random weights, and a
+    word-level tokenizer that knows the explorer's sentences: smollm2_data runs on it
+    as on the real model, in milliseconds."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    from snippets.smollm2 import Config, SmolLM2
+
+    words = sorted({w for s in explorer.SMOLLM2_SENTENCES.values()
+                    for w in re.findall(r"\w+|[^\w\s]", s)})
+    vocab = {w: i for i, w in enumerate(words)}
+    vocab.update({f"w{i}": i for i in range(len(words), 10_000)})  # the random ids
+    config = Config(vocab_size=10_000, context=64, n_layers=2, d_model=8, n_heads=4,
+                    n_kv_heads=2, d_ff=16, rope_base=10_000.0, eps=1e-5)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = SmolLM2(config).eval()
+    model.tokenizer = Tokenizer(models.WordLevel(vocab, unk_token=words[0]))
+    model.tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    return model
+
+
+@covers("explorer.SMOLLM2", "explorer.REPEAT", "explorer.SMOLLM2_SENTENCES",
+        "explorer.SMOLLM2_FILE", "explorer.repeated_token_ids", "explorer.readable_token",
+        "explorer.packed", "explorer.smollm2_data", "explorer.smollm2_json")
+@settings(SETTINGS, max_examples=15)
+@given(n=junk_or(st.integers(0, 12), rate=8),
+       seed=junk_or(st.integers(0, 2**63 - 1), rate=8),
+       text=junk_or(st.text(max_size=6), rate=8),
+       weights=junk_or(st.tuples(size).flatmap(lambda s: tensors((s[0], s[0]),
+                                                                   dtypes(rate=8))), rate=8),
+       causal=st.booleans(), digits=junk_or(st.integers(0, 9), rate=8),
+       sentence_id=st.sampled_from([*explorer.SMOLLM2_SENTENCES, "zebra"]))
+def test_explorer_smollm2(n, seed, text, weights, causal, digits, sentence_id):
+    ids = call(explorer.repeated_token_ids, n, seed)
+    if ids is not REFUSED:
+        generator = torch.Generator().manual_seed(seed)
+        half = torch.randint(1000, 10000, (n,), generator=generator)
+        assert torch.equal(ids, torch.cat((half, half)))
+    label = call(explorer.readable_token, text)
+    if label is not REFUSED:
+        pictures = {" ": "\u2423", "\x7f": "\u2421"}
+        assert label == "".join(pictures.get(c, chr(0x2400 + ord(c)) if ord(c) < 32 else c)
+                                for c in text)
+    if causal and isinstance(weights, torch.Tensor) and weights.is_floating_point():
+        weights = weights.tril()
+    flat = call(explorer.packed, weights, digits)
+    if flat is not REFUSED:
+        rows = [round(w, digits) for i, row in enumerate(weights.tolist())
+                for w in row[: i + 1]]
+        assert flat == [round(w * 10**digits) for w in rows]
+        assert weights.triu(diagonal=1).abs().sum() == 0
+    model = tiny_smollm2()
+    data = call(explorer.smollm2_data, model if causal else text, 4)
+    if data is not REFUSED:
+        assert [s["id"] for s in data["sentences"]] == list(explorer.SMOLLM2_SENTENCES)
+        for s in data["sentences"]:
+            _, attention = model(torch.tensor(s["ids"]))  # (L, H, T, T)
+            assert s["weights"] == [[explorer.packed(h) for h in layer]
+                                    for layer in attention]
+            assert s["tokens"] == [explorer.readable_token(t)
+                                   for t in model.tokens(torch.tensor(s["ids"]))]
+        text_json = call(explorer.smollm2_json, data, sentence_id)
+        if text_json is not REFUSED:
+            shown = json.loads(text_json)
+            assert shown["id"] == sentence_id and shown["layers"] == 2
+            assert shown["heads"] == 4 and shown["kv_heads"] == 2
+            src = explorer.SMOLLM2_FILE.format(sentence_id)
+            assert src in [s["src"] for s in explorer.explorer_data(
+                {})["smollm2"]["sentences"]]
+    assert explorer.SMOLLM2_SENTENCES["repeated"].startswith(f"{explorer.REPEAT} ")
+    assert explorer.SMOLLM2 in explorer.explorer_json()
+
+
 @covers("diagram.SHAPES", "diagram.stage_shapes", "diagram.shape_label", "diagram.plain")
 @SETTINGS
 @given(sizes=junk_or(st.fixed_dictionaries({n: junk_or(small, rate=12) for n in
