@@ -107,7 +107,8 @@ def without_switching_rule(css: str) -> str:
 
 
 def on_post_build(config) -> None:
-    sheets = list((Path(config["site_dir"]) / "assets" / "stylesheets").glob("palette.*.css"))
+    folder = Path(config["site_dir"]) / "assets" / "stylesheets"
+    sheets = list(folder.glob("palette.*.css"))
     edited = 0
     for sheet in sheets:
         css = sheet.read_text(encoding="utf-8")
@@ -116,5 +117,5 @@ def on_post_build(config) -> None:
             sheet.write_text(lean, encoding="utf-8")
             edited += 1
     if not edited:
-        log.warning("lightload: no [data-md-color-switching] rule found in %s; has "
-                    "Material changed its palette stylesheet?", [s.name for s in sheets])
+        log.warning("lightload: no [data-md-color-switching] rule in %s; has Material "
+                    "changed its palette stylesheet?", [s.name for s in sheets])
