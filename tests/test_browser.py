@@ -28,6 +28,7 @@ import shutil
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import lxml.html
 import pytest
 
 from hooks import mathfont
@@ -220,9 +221,14 @@ CODE_COLOURS = """() => {
     return 0.2126 * r + 0.7152 * g + 0.0722 * b;
   };
   const kinds = new Map();
-  for (const span of document.querySelectorAll("article pre code span[class]")) {
+  // Code in closed <details> waits in a <template> until opened (hooks/lightload.py).
+  const folded = [...document.querySelectorAll("article pre code template")]
+    .flatMap((t) => [...t.content.querySelectorAll("span[class]")]
+      .map((span) => [span, t.closest("div.highlight")]));
+  const shown = [...document.querySelectorAll("article pre code span[class]")]
+    .map((span) => [span, span.closest("div.highlight")]);
+  for (const [span, block] of [...shown, ...folded]) {
     if (!span.textContent.trim()) continue;
-    const block = span.closest("div.highlight");
     const key = (block ? block.className : "") + "|" + span.className;
     if (!kinds.has(key)) kinds.set(key, [block ? block.className : "", span.className]);
   }
@@ -494,6 +500,56 @@ def test_palette_toggle_switches_to_dark_and_it_persists(site, server, visit):
     v.page.goto(server + "/diagram/", wait_until="load")
     assert scheme() == "slate", "dark mode did not persist across pages"
     assert not dark_figure_problems(v.page)
+
+
+OPEN_FOLDED = """async (summary) => {
+  const details = document.evaluate(
+    `//article//details[summary[contains(., "${summary}")]]`, document, null,
+    XPathResult.FIRST_ORDERED_NODE_TYPE, null).singleNodeValue;
+  const folded = details.querySelectorAll("template").length;
+  details.querySelector("summary").click();
+  const pre = details.querySelector("pre");
+  await new Promise((r) => setTimeout(r, 100));
+  pre.scrollIntoView({block: "center"});
+  for (let i = 0; i < 20 && !pre.querySelector("button.md-clipboard"); i++)
+    await new Promise((r) => requestAnimationFrame(() => setTimeout(r, 20)));
+  const code = pre.querySelector("code");
+  return {folded, left: details.querySelectorAll("template").length,
+          tokens: code.querySelectorAll("span[class]").length,
+          text: code.textContent, copy: !!pre.querySelector("button.md-clipboard")};
+}"""
+
+
+@pytest.mark.parametrize("instant", [False, True], ids=["loaded", "after-instant-navigation"])
+def test_folded_code_is_there_when_its_details_open(server, visit, site, instant):
+    """Code in a closed <details> ships in a <template> (hooks/lightload.py): opening
+    it puts back the highlighted code the build wrote, with its copy button, also on a
+    page that Material's instant navigation brought in."""
+    built = lxml.html.fromstring((site / "attention" / "index.html").read_bytes())
+    summary = "All the code on this page"
+    details = built.xpath(f'//article//details[summary[contains(., "{summary}")]]')[0]
+    expected = details.xpath(".//pre/code")[0].text_content()
+    v = visit()
+    if instant:
+        v.page.goto(server + "/", wait_until="load")
+        v.page.locator("nav.md-nav--primary a[href$='attention/']").first.click()
+        v.page.wait_for_url("**/attention/")
+        v.page.wait_for_function("() => !!document.querySelector('article details')")
+    else:
+        v.page.goto(server + "/attention/", wait_until="load")
+    got = v.page.evaluate(OPEN_FOLDED, summary)
+    assert got["folded"] >= 1 and got["left"] == 0, got
+    assert got["tokens"] > 100 and got["copy"], {k: got[k] for k in ("tokens", "copy")}
+    assert got["text"] == expected
+    assert not v.errors
+
+
+def test_printing_unfolds_all_code(server, visit):
+    v = visit()
+    v.page.goto(server + "/attention/", wait_until="load")
+    assert v.page.evaluate("document.querySelectorAll('template[data-md-lazy]').length")
+    v.page.evaluate("dispatchEvent(new Event('beforeprint'))")
+    assert v.page.evaluate("document.querySelectorAll('template[data-md-lazy]').length") == 0
 
 
 def test_the_check_catches_an_offsite_request(server, visit):
