@@ -588,6 +588,10 @@ MATH_TEXT = """(italic) => {
 MATH_BOXES = """async (full) => {
   const face = new FontFace("STIX Two Math Full", `url(${full})`);
   document.fonts.add(await face.load());
+  // A font loads when something is first drawn with it: math inside a closed
+  // <details> is not, so load the page's own math font for its text first.
+  const text = [...document.querySelectorAll("article math")].map((e) => e.textContent);
+  await document.fonts.load('16px "STIX Two Math"', text.join("") || "x");
   const style = document.createElement("style");
   document.head.append(style);
   const boxes = () => [...document.querySelectorAll("article math, article math *")]
