@@ -44,7 +44,7 @@ def pytest_collection_modifyitems(config, items):
         if (isinstance(block, harness.Block) and not block.standalone
                 and "snippets.smollm2" in block.source):
             item.add_marker(pytest.mark.xdist_group("smollm2"))
-    if not config.getvalue("loadgroup"):  # set on the workers of --dist loadgroup
+    if not config.getoption("loadgroup", default=False):  # workers of --dist loadgroup
         return
     for item in items:
         groups = sorted({str(mark.args[0] if mark.args else mark.kwargs.get(
