@@ -17,6 +17,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
+from _pytest.nodeid import NodeId  # noqa: E402
 
 from snippets.smollm2 import gguf_path  # noqa: E402
 from tests import harness  # noqa: E402
@@ -26,17 +27,31 @@ from tests import harness  # noqa: E402
 os.environ.setdefault("SMOLLM2_GGUF", str(gguf_path()))
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
-def pytest_collection_modifyitems(items):
+@pytest.hookimpl(trylast=True)  # after pytest-xdist's own hook
+def pytest_collection_modifyitems(config, items):
     """Blocks that load SmolLM2 from snippets.smollm2 run on the worker of the
     "smollm2" group, whose process has read the model already (tests/test_smollm2.py
-    reads it once per process). An "all the code" block starts an interpreter of
-    its own, so it runs wherever there is room."""
+    reads it once per process); an "all the code" block starts an interpreter of its
+    own, so it runs wherever there is room.
+
+    Then each item with an ``xdist_group`` mark gets the "@group" ending by which
+    ``--dist loadgroup`` sends a group to one worker. pytest-xdist 3.8.0 writes it
+    into ``item._nodeid``, which pytest 9.2 no longer reads (it keeps the id in
+    ``item._id``), so without this every group is spread over the workers
+    (pytest-dev/pytest-xdist#1386)."""
     for item in items:
         block = getattr(item, "block", None)
         if (isinstance(block, harness.Block) and not block.standalone
                 and "snippets.smollm2" in block.source):
             item.add_marker(pytest.mark.xdist_group("smollm2"))
+    if not config.getoption("loadgroup", default=False):  # workers of --dist loadgroup
+        return
+    for item in items:
+        groups = sorted({str(mark.args[0] if mark.args else mark.kwargs.get(
+            "name", "default")) for mark in item.iter_markers("xdist_group")})
+        ending = "@" + "_".join(groups)
+        if groups and not item.nodeid.endswith(ending):
+            item._id = NodeId.parse(item.nodeid + ending)
 
 
 def pytest_collect_file(parent, file_path: Path):

@@ -218,6 +218,14 @@ def test_every_loader_runs_offline(reference):
     assert 'os.environ["TRANSFORMERS_OFFLINE"] = "1"' in imports
 
 
+def test_this_module_runs_on_one_worker(request):
+    """Under --dist loadgroup every test here carries the ending of its group, so
+    one worker runs them all and reads each model once (conftest.py restores the
+    ending under pytest 9.2)."""
+    grouped = request.config.getoption("loadgroup", default=False)
+    assert request.node.nodeid.endswith("@smollm2") == bool(grouped)
+
+
 def test_the_model_is_read_once_per_process(model):
     assert SmolLM2.from_gguf() is model
     assert SmolLM2.from_gguf(gguf_path()) is model
