@@ -127,7 +127,7 @@ def test_on_files_forgets_figures_and_snippets_so_serve_reloads_them(monkeypatch
             if name.split(".")[0] in ("figures", "snippets")}
     stale = {"figures.stale": object(), "snippets.stale": object(),
              "figuresque": object()}
-    monkeypatch.setattr(generated, "generators", lambda: {})
+    monkeypatch.setattr(generated, "generators", lambda only=None: {})
     try:
         sys.modules.update(stale)
         files = generated.on_files(Files([]), MkDocsConfig())
