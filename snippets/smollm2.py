@@ -248,11 +248,11 @@ class SmolLM2(nn.Module):
         tokenizer. Read once per process: a second call returns the same model."""
         path = gguf_path() if path is None else path
         check_type("path", path, (str, os.PathLike), "a str or a pathlib.Path")
-        path = Path(path).resolve()
-        if not path.is_file():
+        if not Path(path).is_file():
             return read_gguf(path, cls)  # which says what is missing, and the fix
-        stat = path.stat()  # the memo's key: this file as it is now
-        return _read_once(cls, str(path), stat.st_size, stat.st_mtime_ns)
+        stat = Path(path).stat()  # the memo's key: this file as it is now
+        key = str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns
+        return _read_once(cls, *key)
 
     def encode(self, text):
         """The token ids of ``text``, as a LongTensor (T,)."""

@@ -220,6 +220,10 @@ def test_the_site_loads_the_widget():
         listed = rf"(?m)^{key}:\n(?:  - .*\n)*  - {re.escape(path)}$"
         assert re.search(listed, config), f"mkdocs.yml must list {path} in {key}"
     assert (ROOT / "docs" / "javascripts" / "explorer.js").is_file()
+    # the widget itself, which explorer.js loads on the pages that have one
+    loader = (ROOT / "docs" / "javascripts" / "explorer.js").read_text()
+    assert 'new URL("explorer-widget.js", document.currentScript.src)' in loader
+    assert (ROOT / "docs" / "javascripts" / "explorer-widget.js").is_file()
     assert (ROOT / "docs" / "stylesheets" / "explorer.css").is_file()
 
 

@@ -249,6 +249,25 @@ def test_it_survives_instant_navigation(server, visit, data):
     clean(v)
 
 
+def test_other_pages_do_not_download_the_widget(server, visit, data):
+    """explorer.js, on every page, fetches the widget and its data only where there
+    is one: here after an instant navigation from a page without it."""
+    v = instant(visit(), server)
+    page = v.page
+    fetched = []
+    page.on("request", lambda r: fetched.append(r.url.rsplit("/", 1)[-1]))
+    page.goto(server + "/scaling/", wait_until="load")  # a page with no widget
+    page.wait_for_timeout(300)
+    assert "explorer.js" in fetched
+    assert "explorer-widget.js" not in fetched and "attention.json" not in fetched
+    nav = page.locator("nav.md-nav--primary")
+    explorer = nav.get_by_role("link", name="Attention explorer", exact=True).first
+    follow(page, explorer.click, server + "/explorer/")
+    expect_row(state(page), data, "cat-sat", "hand-built head", 2)
+    assert fetched.count("explorer-widget.js") == 1
+    clean(v)
+
+
 def luminance(rgb):
     def channel(c):
         c /= 255
