@@ -112,8 +112,8 @@ def scratch_project(tmp_path) -> Path:
 # What it takes to run the code-block items, the ground truth and the offline check
 # on a scratch project.
 SUITE = ["conftest.py", "pyproject.toml", "tests/__init__.py", "tests/conftest.py",
-         "tests/harness.py", "tests/sitecheck.py", "tests/test_ground_truth.py",
-         "tests/test_site.py"]
+         "tests/harness.py", "tests/page.py", "tests/sitecheck.py",
+         "tests/test_ground_truth.py", "tests/test_site.py"]
 
 
 def run_suite(project: Path, *tests: str) -> subprocess.CompletedProcess:
