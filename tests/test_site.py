@@ -4,6 +4,7 @@ that keep every code block on every page under test."""
 from __future__ import annotations
 
 import re
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -293,3 +294,9 @@ def test_page_ends_with_check_yourself_and_all_the_code(page):
                     f" (after what it printed before):\n{shown}"
                 )
                 pos = found + len(shown)
+    # Each definition once: a block that includes a section twice is the concatenation
+    # of the page's blocks, not the code a reader would keep.
+    source = text[text.index('??? example "All the code on this page"'):]
+    source = source[:source.index("pytest-codeblocks:expected-output")]
+    twice = [k for k, n in Counter(re.findall(r'--8<--\s*"([^"]+)"', source)).items() if n > 1]
+    assert not twice, f"{name}: the all-the-code block includes these more than once: {twice}"
