@@ -539,6 +539,8 @@ def test_bad_arguments_of_the_page_functions_are_told(model):
                                                           "1 to 3, got 4$"),
         (lambda: generate(model, model.encode("The"), 2, use_cache="no"),
          "^use_cache must be True or False, got 'no'$"),
+        (lambda: read_gguf(gguf_path(), "cls"), "^cls must be None or a subclass of "
+                                                "SmolLM2, got 'cls'$"),
         (lambda: smollm2.SmolLM2(smollm2.Config(**SMALL)).encode("a"),
          r"^tokenizer must be the file's \(from_gguf\), got NoneType$"),
     ]:
