@@ -77,3 +77,16 @@ def test_the_built_site_ships_folded_code_in_templates(site):
     assert lightload.lazy_code(unwrapped(page)) == page  # every folded block, once
     for sheet in (site / "assets" / "stylesheets").glob("palette.*.css"):
         assert "data-md-color-switching" not in sheet.read_text(encoding="utf-8")
+
+
+def test_highlighted_blocks_are_left_out_of_the_search_index():
+    page = ('<p>prose with <code>inline</code></p>' + BLOCK
+            + '<div class="language-text highlight"><pre><code>2</code></pre></div>'
+            + '<div class="highlight"><pre><code>x</code></pre></div>'
+            + '<div class="jp-CodeMirrorEditor jp-Editor"><div tabindex="0" '
+            'class="highlight-ipynb hl-python"><pre>x = 1</pre></div></div>'
+            + '<div class="admonition note"><p>kept</p></div>')
+    out = lightload.unindexed_code(page)
+    assert out.count("data-search-exclude") == 5
+    assert '<div data-search-exclude class="language-python highlight">' in out
+    assert out.replace(" data-search-exclude", "") == page  # nothing else changes

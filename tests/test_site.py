@@ -3,6 +3,7 @@ that keep every code block on every page under test."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from pathlib import Path
@@ -34,6 +35,17 @@ def test_site_loads_nothing_from_other_hosts(site):
         f"  {page}: {url}" for page, url in found
     )
     assert (site / "index.html").exists()
+
+
+@pytest.mark.xdist_group("site")
+def test_search_index_holds_the_prose_not_the_code_listings(site):
+    """Code blocks are left out of the search index (hooks/lightload.py); the prose and
+    its inline code are in it, so a name a page talks about is still found."""
+    index = json.loads((site / "search" / "search_index.json").read_text())
+    text = " ".join(doc["text"] for doc in index["docs"])
+    assert "softmax" in text and "<code>scaled_dot_product_attention</code>" in text
+    assert "def stable_softmax(" not in text  # a line of a listing on two pages
+    assert "set_printoptions(precision=4" not in text  # the first line of many blocks
 
 
 def test_external_reference_scanner_finds_each_kind(tmp_path):
