@@ -189,6 +189,14 @@ CHECK_PAGE = """() => {
   };
 }"""
 
+# Figures that load when scrolled to (the notebooks' plots): load them all now.
+LOAD_LAZY_IMAGES = """async () => {
+  const lazy = [...document.querySelectorAll("article img[loading=lazy]")];
+  lazy.forEach((img) => { img.loading = "eager"; });
+  await Promise.all(lazy.map((img) => img.complete ? null
+    : new Promise((done) => { img.onload = img.onerror = done; })));
+}"""
+
 # Material sets a code block up (its copy button...) when it comes into view: scroll
 # to every code block a reader can see, in turn, and list those left without one.
 COPY_BUTTONS = """async () => {
@@ -225,25 +233,28 @@ CODE_COLOURS = """() => {
   };
   const kinds = new Map();
   // Code in closed <details> waits in a <template> until opened (hooks/lightload.py).
+  // Notebook code cells are <pre> without <code>, in nbconvert's own wrapper.
+  const BLOCK = "div.highlight, div.highlight-ipynb";
   const folded = [...document.querySelectorAll("article pre code template")]
     .flatMap((t) => [...t.content.querySelectorAll("span[class]")]
-      .map((span) => [span, t.closest("div.highlight")]));
-  const shown = [...document.querySelectorAll("article pre code span[class]")]
-    .map((span) => [span, span.closest("div.highlight")]);
+      .map((span) => [span, t.closest(BLOCK)]));
+  const shown = [...document.querySelectorAll("article pre span[class]")]
+    .map((span) => [span, span.closest(BLOCK)]);
   for (const [span, block] of [...shown, ...folded]) {
     if (!span.textContent.trim()) continue;
     const key = (block ? block.className : "") + "|" + span.className;
-    if (!kinds.has(key)) kinds.set(key, [block ? block.className : "", span.className]);
+    if (!kinds.has(key)) kinds.set(key, [block, span.className]);
   }
   const article = document.querySelector("article");
   const out = [];
-  for (const [blockClass, cls] of kinds.values()) {
+  for (const [real, cls] of kinds.values()) {
     const block = document.createElement("div");
-    block.className = blockClass;
+    block.className = real ? real.className : "";
     block.innerHTML = '<pre><code><span></span></code></pre>';
     block.querySelector("span").className = cls;
     block.querySelector("span").textContent = "token";
-    article.prepend(block);
+    // beside the real block, so that the styles of its ancestors apply
+    if (real) real.before(block); else article.prepend(block);
     const code = block.querySelector("code");
     const fg = getComputedStyle(block.querySelector("span")).color;
     const bg = getComputedStyle(code).backgroundColor;
@@ -349,6 +360,7 @@ def check_pages(browser, jobs: list[tuple[str, str]]) -> dict[tuple[str, str], l
                     copy = result(v.page, "copy")
                     v.problems += [f"code block without a copy button: {m!r}"
                                    for m in copy["missing"]]
+                v.page.evaluate(LOAD_LAZY_IMAGES)
                 info = v.page.evaluate(CHECK_PAGE)
                 if info["arithmatex"] or any(t in info["text"]
                                              for t in ("$$", "\\frac", "\\(")):

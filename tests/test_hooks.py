@@ -143,3 +143,47 @@ def test_on_files_forgets_figures_and_snippets_so_serve_reloads_them(monkeypatch
         for name in stale:
             sys.modules.pop(name, None)
         sys.modules.update(kept)  # the rest of the run keeps its module objects
+
+
+def test_notebook_css_keeps_only_what_the_page_can_use():
+    css = (".w{--used:1px;--chain:var(--used);--unused:2px}"
+           ".w .present{margin:var(--chain)}"
+           ".w .absent{color:red}"
+           ".w :is(.present, .absent) b{color:blue}"   # one comma inside :is(...)
+           ".w .present:not(.absent){padding:0}"
+           "@media (max-width:10px){.w .absent{color:red}.w .present{color:green}}")
+    out = notebooks.prune_css(css, {"w", "present"})
+    assert ".w .absent{" not in out
+    assert ".w .present{margin:var(--chain)}" in out
+    assert ".w :is(.present, .absent) b{color:blue}" in out
+    assert ".w .present:not(.absent){padding:0}" in out
+    assert "@media (max-width:10px){.w .present{color:green}}" in out
+    assert "--used:1px" in out and "--chain:var(--used)" in out  # reached through var()
+    assert "--unused" not in out
+
+
+def test_notebook_page_gets_lighter_and_keeps_its_figures():
+    import base64
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 3, 2, 8, 0, 0, 0, 0))
+           + chunk(b"IDAT", zlib.compress(b"\x00" * 12)) + chunk(b"IEND", b""))
+    page = ('<style>@font-face{font-family:"X"}</style>'
+            '<style>\n    pre { line-height: 125%; }\n.highlight-ipynb .c1 { color: #408080 }</style>'
+            '<style>.jupyter-wrapper .jp-Cell{margin:0}.jupyter-wrapper .jp-Gone{margin:0}</style>'
+            '<div class="jupyter-wrapper"><div class="jp-Cell">'
+            '<div tabindex="0" class="highlight-ipynb hl-python"><pre>x</pre></div>'
+            f'<img alt="a plot" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+            "</div></div>")
+    out, figures = notebooks.lighter_page(page)
+    assert figures == [("figure-1.png", png)]
+    assert '<img alt="a plot" src="figure-1.png" loading="lazy" width="3" height="2">' in out
+    assert '@font-face{font-family:"X"}' in out          # the math font stays
+    assert "#408080" not in out                           # the cells' own colours go
+    assert 'class="highlight highlight-ipynb hl-python"' in out  # the site's come in
+    assert ".jupyter-wrapper .jp-Cell{margin:0}" in out and "jp-Gone" not in out
