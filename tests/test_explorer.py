@@ -576,6 +576,21 @@ def test_code_files_are_every_snippets_module_the_data_needs():
     assert {"explorer", "smollm2", "efficient", "position"} <= set(names)
 
 
+def test_code_files_follow_each_form_of_import(tmp_path, monkeypatch):
+    """``import snippets.a``, ``from snippets import b``, ``from snippets.c import x``
+    and a relative ``from . import y`` (not followed) in a planted package."""
+    from figures import explorer as module
+
+    (tmp_path / "snippets").mkdir()
+    files = {"start": "import snippets.a\nfrom snippets import b\n"
+                      "from snippets.c import x\nfrom . import y\nimport os\n",
+             "a": "", "b": "", "c": "x = 1\n", "y": ""}
+    for name, text in files.items():
+        (tmp_path / "snippets" / f"{name}.py").write_text(text)
+    monkeypatch.setattr(module, "ROOT", tmp_path)
+    assert [p.stem for p in module.code_files(("start",))] == ["a", "b", "c", "start"]
+
+
 @pytest.fixture
 def planted(tmp_path):
     """A model file and a code file of the project's own, planted in tmp_path."""

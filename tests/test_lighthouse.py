@@ -36,7 +36,7 @@ from tests.siteserver import serve_directory
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("lighthouse")]
 
-LONGEST = "/softmax-stability/"  # the most text of any page (test_the_longest_page_is_checked)
+LONGEST = "/multi-head/"  # the most text of any page (test_the_longest_page_is_checked)
 PAGES = ["/", LONGEST, "/explorer/"]
 
 FIRST_LOAD_KIB = 150
