@@ -95,23 +95,62 @@ def lazy_code(html: str) -> str:
     return "".join(out)
 
 
-# The opening tag of a highlighted block (Pygments' wrapper, from pymdownx.highlight)
-# and of a notebook's code cell input (with its copy button).
-_HIGHLIGHT = re.compile(r'<div (?:tabindex="0" )?class="(?:(?:language-[\w.+-]+ )?'
-                        r'highlight(?:-ipynb)?[ "]|jp-CodeMirrorEditor )')
+# The opening tag of a <div> of code or output: pymdownx.highlight's wrapper, and in
+# notebooks a code cell's code, its text for the copy button and each output. (Each is
+# a <div> without a <div> inside: Material's search parser compares elements by tag
+# name alone, so an excluded <div> stops being excluded at the first inner </div>.)
+_DIV = re.compile(r'<div ((?:tabindex="0" )?)class="([^"]*)"')
+_UNINDEXED = {"highlight", "highlight-ipynb", "clipboard-copy-txt", "jp-OutputArea-output"}
 
 
 def unindexed_code(html: str) -> str:
-    """Every highlighted block marked ``data-search-exclude``, which Material's search
-    plugin honours: the search index holds the prose (with its inline code), not the
-    code listings, which were three quarters of it (379 KiB gzipped, fetched by every
-    first visit for the search box)."""
-    return _HIGHLIGHT.sub(lambda m: m.group(0)[:4] + " data-search-exclude" + m.group(0)[4:],
-                          html)
+    """Every block of code or output marked ``data-search-exclude``, which Material's
+    search plugin honours: the search index holds the prose (with its inline code),
+    not the code listings, which were three quarters of it (379 KiB gzipped, fetched by
+    every first visit for the search box)."""
+    def mark(m):
+        if _UNINDEXED.isdisjoint(m.group(2).split()):
+            return m.group(0)
+        return f'<div data-search-exclude {m.group(1)}class="{m.group(2)}"'
+
+    return _DIV.sub(mark, html)
+
+
+# A whole block of pymdownx.highlight (its wrapper holds an optional title and one
+# <pre>), once unindexed_code has marked it; and what stands in for it meanwhile.
+_BLOCK = re.compile(r'<div data-search-exclude class="language-[\w.+-]+ highlight">'
+                    r".*?</pre></div>", re.S)
+_STAND_IN = re.compile(r'<div data-search-exclude data-lightload-block="(\d+)"></div>')
+_SET_ASIDE: dict[str, list[str]] = {}
+
+
+def set_aside(html: str) -> tuple[str, list[str]]:
+    """Each highlighted block replaced by an empty stand-in; the blocks, in order."""
+    blocks: list[str] = []
+
+    def stand_in(m):
+        blocks.append(m.group(0))
+        return f'<div data-search-exclude data-lightload-block="{len(blocks) - 1}"></div>'
+
+    return _BLOCK.sub(stand_in, html), blocks
+
+
+def put_back(html: str, blocks: list[str]) -> str:
+    return _STAND_IN.sub(lambda m: blocks[int(m.group(1))], html)
 
 
 def on_page_content(html: str, page, config, files) -> str:
-    return unindexed_code(html)
+    # Material's search plugin reads the page's HTML in on_page_context, which runs
+    # before this hook's (hooks come after the plugins of mkdocs.yml); it parsed every
+    # token of every listing to leave it out (data-search-exclude), two fifths of the
+    # build's time. So the listings are set aside until it has read the page.
+    html, _SET_ASIDE[page.file.src_uri] = set_aside(unindexed_code(html))
+    return html
+
+
+def on_page_context(context, page, config, nav):
+    page.content = put_back(page.content, _SET_ASIDE.pop(page.file.src_uri))
+    return context
 
 
 def on_post_page(output: str, page, config) -> str:

@@ -83,10 +83,28 @@ def test_highlighted_blocks_are_left_out_of_the_search_index():
     page = ('<p>prose with <code>inline</code></p>' + BLOCK
             + '<div class="language-text highlight"><pre><code>2</code></pre></div>'
             + '<div class="highlight"><pre><code>x</code></pre></div>'
-            + '<div class="jp-CodeMirrorEditor jp-Editor"><div tabindex="0" '
-            'class="highlight-ipynb hl-python"><pre>x = 1</pre></div></div>'
+            + '<div class="jp-Cell jp-CodeCell jp-Notebook-cell"><div tabindex="0" '
+            'class="highlight-ipynb hl-python"><pre>x = 1</pre></div>'
+            '<div class="clipboard-copy-txt" id="cell-1">x = 1</div>'
+            '<div class="jp-RenderedText jp-OutputArea-output" tabindex="0"><pre>1</pre>'
+            "</div></div>"
             + '<div class="admonition note"><p>kept</p></div>')
     out = lightload.unindexed_code(page)
-    assert out.count("data-search-exclude") == 5
+    assert out.count("data-search-exclude") == 6
     assert '<div data-search-exclude class="language-python highlight">' in out
     assert out.replace(" data-search-exclude", "") == page  # nothing else changes
+
+
+def test_listings_are_set_aside_while_search_reads_the_page_and_put_back():
+    titled = BLOCK.replace("<pre>", '<span class="filename">x.py</span><pre>')
+    page = lightload.unindexed_code(f"<p>a</p>{BLOCK}<p>b</p>{titled}<pre>raw</pre>")
+    lean, blocks = lightload.set_aside(page)
+    assert len(blocks) == 2 and "<code>" not in lean and "<pre>raw</pre>" in lean
+    assert lean.count("data-lightload-block") == 2
+    assert lightload.put_back(lean, blocks) == page
+
+
+def test_the_built_pages_hold_every_listing(site):
+    """The stand-ins never reach a built page (the ground truth would also see it)."""
+    left = [p for p in site.rglob("*.html") if "data-lightload-block" in p.read_text()]
+    assert not left, left
