@@ -33,9 +33,16 @@
   } else {
     later();
   }
+  // What overflows changes with the width of the window and once a web font (the
+  // math font) has replaced the fallback it was drawn in.
   var pending;
-  window.addEventListener("resize", function () {
+  function soon() {
     clearTimeout(pending);
     pending = setTimeout(mark, 150);
-  });
+  }
+  window.addEventListener("resize", soon);
+  window.addEventListener("load", later);
+  if (document.fonts && document.fonts.addEventListener) {
+    document.fonts.addEventListener("loadingdone", later);
+  }
 })();
