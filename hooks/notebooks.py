@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import html
 import logging
+import os
 import re
 import sys
 import tempfile
@@ -107,6 +108,36 @@ def expand_includes(source: str, snippets_config: dict) -> str:
     for line in source.splitlines():
         out += pre.run([line]) if INCLUDE.match(line) else [line]
     return "\n".join(out) + "\n"
+
+
+def environment_key(root: Path) -> str:
+    """What, besides its source, decides what a notebook prints: the pinned packages
+    and the Python that runs them."""
+    import hashlib
+    import platform
+
+    pins = root / "requirements.txt"
+    digest = hashlib.sha256(pins.read_bytes() if pins.exists() else b"")
+    digest.update(f"{sys.version}|{platform.machine()}".encode())
+    return digest.hexdigest()[:16]
+
+
+def on_config(config, **kwargs):
+    # mkdocs-jupyter keys its cache by the notebook file (here the copy with its
+    # includes expanded, so by the snippets code too) and its own settings; the
+    # folder adds the environment.
+    jupyter = config.plugins.get("mkdocs-jupyter")
+    if jupyter is not None and os.environ.get("SITE_PAGE"):
+        # A one-page build (tests/page.py) has no notebook, and mkdocs-jupyter drops
+        # every cached notebook that a build did not use.
+        jupyter.config["cache"] = False
+    if jupyter is not None and jupyter.config.get("cache"):
+        root = Path(config["config_file_path"]).parent
+        folder = Path(jupyter.config["cache_dir"])
+        if not folder.is_absolute():
+            folder = root / folder
+        jupyter.config["cache_dir"] = str(folder / environment_key(root))
+    return config
 
 
 def on_files(files, config, **kwargs):
@@ -255,6 +286,29 @@ def prune_css(css: str, classes: set[str]) -> str:
     return render(rules)
 
 
+CSS_CACHE = Path(__file__).resolve().parent.parent / ".cache" / "notebook-css"
+
+
+def pruned_css(css: str, classes: set[str]) -> str:
+    """``prune_css``, kept in a git-ignored cache keyed by its inputs and this file
+    (parsing JupyterLab's stylesheet is a second per notebook page and build)."""
+    import hashlib
+
+    import tinycss2
+
+    key = hashlib.sha256("\0".join([css, *sorted(classes), tinycss2.__version__,
+                                     Path(__file__).read_text()]).encode()).hexdigest()
+    path = CSS_CACHE / f"{key}.css"
+    if path.exists():
+        return path.read_text(encoding="utf-8")
+    out = prune_css(css, classes)
+    CSS_CACHE.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(f".{os.getpid()}.partial")
+    partial.write_text(out, encoding="utf-8")
+    partial.replace(path)  # whole or not at all, whichever build writes it
+    return out
+
+
 def lighter_page(page_html: str) -> tuple[str, list[tuple[str, bytes]]]:
     """The notebook page with its inline CSS pruned, its code cells in the site's
     colours, and its figures as files: (html, [(file name, bytes), ...])."""
@@ -266,7 +320,7 @@ def lighter_page(page_html: str) -> tuple[str, list[tuple[str, bytes]]]:
     def pruned(m):
         if "@font-face" in m.group(1):
             return m.group(0)
-        css = prune_css(m.group(1), classes)
+        css = pruned_css(m.group(1), classes)
         return f"<style>{css}</style>" if css else ""
 
     page_html = STYLE.sub(pruned, page_html)

@@ -5,8 +5,12 @@ harness compared. Anything else fails, naming the page and the text shown.
 
 Notebook code cells count as run when the strict build executed them: mkdocs-jupyter
 runs every cell (``execute: true``, no ``execute_ignore``), a cell that raises fails the
-build (``allow_errors: false``), and the outputs under a cell are what that run printed
-(``cache: false``), so there is nothing written by hand to compare.
+build (``allow_errors: false``), and the outputs under a cell are what a run printed:
+this build's, or one kept by mkdocs-jupyter's cache for exactly the same source (the
+copy with its ``snippets`` includes expanded, so a change to the code they include
+runs the notebook again) in the same environment (hooks/notebooks.py keys the cache's
+folder by requirements.txt and the Python version). So there is nothing written by
+hand to compare.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import pytest
 from mkdocs.structure.files import File
 
 from tests import harness, sitecheck
-from tests.conftest import make_scratch_project, run_suite
+from tests.conftest import ROOT, make_scratch_project, run_suite
 
 PAGES = harness.pages()
 
@@ -115,7 +119,33 @@ def test_built_pages_without_a_source_show_no_code(site):
 def test_the_build_runs_every_notebook_cell():
     jupyter = harness.mkdocs_settings("mkdocs-jupyter")
     assert jupyter.get("execute") is True and not jupyter.get("execute_ignore")
-    assert jupyter.get("allow_errors") is False and jupyter.get("cache") is False
+    assert jupyter.get("allow_errors") is False
+
+
+def test_cached_notebook_outputs_are_keyed_by_source_and_environment(tmp_path, monkeypatch):
+    """What mkdocs-jupyter reuses: outputs of the same expanded source (its key hashes
+    the file the page points at, which hooks/notebooks.py makes the expanded copy) in
+    the same environment (the folder)."""
+    from mkdocs.config import load_config
+
+    from hooks import notebooks
+
+    monkeypatch.delenv("SITE_PAGE", raising=False)
+    config = load_config(str(ROOT / "mkdocs.yml"))
+    config = config.plugins.on_config(config)
+    jupyter = config.plugins["mkdocs-jupyter"].config
+    assert jupyter["cache"] is True
+    assert Path(jupyter["cache_dir"]) == (ROOT / ".cache" / "mkdocs-jupyter"
+                                          / notebooks.environment_key(ROOT))
+    (tmp_path / "requirements.txt").write_text("torch==2.13.0\n")
+    before = notebooks.environment_key(tmp_path)
+    (tmp_path / "requirements.txt").write_text("torch==2.13.1\n")
+    assert notebooks.environment_key(tmp_path) != before
+    # a one-page build has no notebook: it must not evict the cached ones
+    monkeypatch.setenv("SITE_PAGE", "masks")
+    config = load_config(str(ROOT / "mkdocs.yml"))
+    config = config.plugins.on_config(config)
+    assert config.plugins["mkdocs-jupyter"].config["cache"] is False
 
 
 # ---- planted failures: one scratch site, one page per way of showing unchecked code

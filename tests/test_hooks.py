@@ -187,3 +187,13 @@ def test_notebook_page_gets_lighter_and_keeps_its_figures():
     assert "#408080" not in out                           # the cells' own colours go
     assert 'class="highlight highlight-ipynb hl-python"' in out  # the site's come in
     assert ".jupyter-wrapper .jp-Cell{margin:0}" in out and "jp-Gone" not in out
+
+
+def test_pruned_css_is_cached_by_its_inputs(tmp_path, monkeypatch):
+    monkeypatch.setattr(notebooks, "CSS_CACHE", tmp_path)
+    css, classes = ".w .a{margin:0}.w .b{margin:1px}", {"w", "a"}
+    assert notebooks.pruned_css(css, classes) == notebooks.prune_css(css, classes)
+    (cached,) = tmp_path.glob("*.css")
+    cached.write_text("/* from the cache */")
+    assert notebooks.pruned_css(css, classes) == "/* from the cache */"
+    assert notebooks.pruned_css(css, {"w", "b"}) == ".w .b{margin:1px}"  # other key
