@@ -6,21 +6,22 @@ Accessibility, best practices, SEO and the bytes of the first load do not depend
 the machine, and are held to the targets exactly: 1.00 and at most 150 KiB.
 
 Performance and total blocking time do. Lighthouse simulates a phone by multiplying
-the main-thread time it sees by 4, and this 2-core machine is shared: one run of the
-same build of /multi-head/ scored 0.52 to 0.58 with 0.9 to 1.6 s of blocking time
-(load average 3 to 7), the longest page 0.64 to 0.89 with 0.4 to 0.7 s, the explorer
-0.78 to 0.98 with 0.1 to 0.2 s. The targets (0.90, under 300 ms, medians of three
-runs) are not met on the pages with content. A Chromium trace of the load names what
-is left: one long task in which Material's bundle mounts its components at the end
-of the body, during which Chromium restyles the whole document twice because the
-palette component adds and then fills a ``<meta name="color-scheme">`` (Chromium
-restyles everything for each), plus the parsing and first styling of the page.
-hooks/lightload.py removed what this site could: the folded code no longer in the
-document (17,900 elements on /multi-head/, now 3,100) and three more whole-page
-restyles. So these two are held to floors that catch a return of the cost that this
-site removed (before any of it, the same pages scored 0.27 to 0.44 with 10 to 17 s
-of blocking time, and the explorer timed Lighthouse out): see ``python -m
-tests.lighthouse SITE PATH... --runs 3``.
+the main-thread time it sees by 4, and this 2-core machine is shared. Medians of
+three runs with little else running (load average 1 to 2), December 2026: / 0.94 and 83 ms,
+/multi-head/ (the longest page) 0.86 and 325 ms, /explorer/ 0.92 and 286 ms, /diagram/
+0.87 and 419 ms, /attention/ 0.88 and 299 ms, /conclusion/ 0.88 and 479 ms, the
+multi-head notebook 0.92 and 330 ms; single runs of the other pages 0.91 to 0.98. So
+the targets (0.90, under 300 ms) hold on some pages and are missed, narrowly, on the
+longest ones. While the rest of the suite runs beside it, the same pages score 0.5 to
+0.9 with up to 1.6 s of blocking time. What is left is one long task at the end of
+the body, in which Material's bundle mounts its components and Chromium restyles the
+whole document twice (the palette component adds, then fills, a ``<meta
+name="color-scheme">``), plus parsing and first styling; hooks/lightload.py removed
+what this site could (folded code kept out of the document: 17,900 elements on
+/multi-head/, now 3,100; three more whole-page restyles). So these two are held to
+floors that catch a return of the cost this site removed (before any of it, the same
+pages scored 0.27 to 0.44 with 10 to 17 s of blocking time, and the explorer timed
+Lighthouse out): see ``python -m tests.lighthouse SITE PATH... --runs 3``.
 """
 
 from __future__ import annotations
