@@ -189,6 +189,11 @@ CHECK_PAGE = """() => {
   };
 }"""
 
+TRANSITIONS_DONE = """() => Promise.race([
+  Promise.allSettled(document.getAnimations().map((a) => a.finished)),
+  new Promise((done) => setTimeout(done, 2000)),
+])"""
+
 # Figures that load when scrolled to (the notebooks' plots): load them all now.
 LOAD_LAZY_IMAGES = """async () => {
   const lazy = [...document.querySelectorAll("article img[loading=lazy]")];
@@ -373,6 +378,10 @@ def check_pages(browser, jobs: list[tuple[str, str]]) -> dict[tuple[str, str], l
                 v.problems += code_contrast_problems(v.page)
                 if v.scheme == "dark":
                     v.problems += dark_figure_problems(v.page)
+                # Colours mid-transition are no colours a reader reads: Material fades
+                # them when it applies the scheme (this site removed the rule that
+                # stopped it, hooks/lightload.py), and axe once read a summary mid-fade.
+                v.page.evaluate(TRANSITIONS_DONE)
                 start_axe(v.page, None if v.scheme == "light" else AXE_COLOUR_RULES)
             for v, (url, scheme) in zip(visits, batch):
                 v.problems += axe_problems(v.page)
