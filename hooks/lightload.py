@@ -142,8 +142,8 @@ def put_back(html: str, blocks: list[str]) -> str:
 def on_page_content(html: str, page, config, files) -> str:
     # Material's search plugin reads the page's HTML in on_page_context, which runs
     # before this hook's (hooks come after the plugins of mkdocs.yml); it parsed every
-    # token of every listing to leave it out (data-search-exclude), two fifths of the
-    # build's time. So the listings are set aside until it has read the page.
+    # token of every listing only to leave it out (data-search-exclude): about 5 s of
+    # a 32 s build here (26.5 s with the listings set aside until it has read the page).
     html, _SET_ASIDE[page.file.src_uri] = set_aside(unindexed_code(html))
     return html
 

@@ -216,6 +216,13 @@ def prune_css(css: str, classes: set[str]) -> str:
     and without the custom properties that nothing kept refers to."""
     import tinycss2
 
+    def declarations(block) -> list:
+        return [d for d in tinycss2.parse_declaration_list(block, skip_comments=True,
+                                                          skip_whitespace=True)
+                if d.type == "declaration"]
+
+    # Each entry: ("rule", selectors, declarations), ("group", "@media ...", entries)
+    # or ("raw", text).
     def walk(nodes):
         out = []
         for node in nodes:
@@ -223,41 +230,36 @@ def prune_css(css: str, classes: set[str]) -> str:
                 selectors = split_selectors(tinycss2.serialize(node.prelude))
                 kept = [s for s in selectors if _selector_used(s, classes)]
                 if kept:
-                    out.append([", ".join(kept), tinycss2.serialize(node.content)])
+                    out.append(("rule", ", ".join(kept), declarations(node.content)))
             elif node.type == "at-rule" and node.content is not None and \
                     node.at_keyword.lower() in ("media", "supports"):
                 inner = walk(tinycss2.parse_rule_list(node.content, skip_comments=True,
                                                       skip_whitespace=True))
                 if inner:
-                    out.append(["@" + node.at_keyword + tinycss2.serialize(node.prelude),
-                                inner])
+                    out.append(("group", "@" + node.at_keyword
+                                + tinycss2.serialize(node.prelude), inner))
             elif node.type == "at-rule" and node.at_keyword.lower() == "keyframes":
-                out.append([None, node.serialize()])
+                out.append(("raw", node.serialize()))
         return out
 
     rules = walk(tinycss2.parse_stylesheet(css, skip_comments=True, skip_whitespace=True))
 
-    def declarations(block: str):
-        return [d for d in tinycss2.parse_declaration_list(block, skip_comments=True,
-                                                          skip_whitespace=True)
-                if d.type == "declaration"]
-
-    def flat(rs):
-        for head, body in rs:
-            if isinstance(body, list):
-                yield from flat(body)
-            elif head is not None:
-                yield body
+    def kept_declarations(entries):
+        for kind, *rest in entries:
+            if kind == "rule":
+                yield from rest[1]
+            elif kind == "group":
+                yield from kept_declarations(rest[1])
 
     # Custom properties: keep those used by a kept declaration, then those they use...
-    used: set[str] = set()
-    pending = [d for body in flat(rules) for d in declarations(body)
-               if not d.name.startswith("--")]
     defined: dict[str, list] = {}
-    for body in flat(rules):
-        for d in declarations(body):
-            if d.name.startswith("--"):
-                defined.setdefault(d.name, []).append(d)
+    pending = []
+    for d in kept_declarations(rules):
+        if d.name.startswith("--"):
+            defined.setdefault(d.name, []).append(d)
+        else:
+            pending.append(d)
+    used: set[str] = set()
     while pending:
         d = pending.pop()
         for name in VAR_USE.findall(tinycss2.serialize(d.value)):
@@ -265,22 +267,21 @@ def prune_css(css: str, classes: set[str]) -> str:
                 used.add(name)
                 pending += defined.get(name, [])
 
-    def render(rs) -> str:
+    def render(entries) -> str:
         parts = []
-        for head, body in rs:
-            if head is None:
-                parts.append(body)
-            elif isinstance(body, list):
-                inner = render(body)
+        for kind, *rest in entries:
+            if kind == "raw":
+                parts.append(rest[0])
+            elif kind == "group":
+                inner = render(rest[1])
                 if inner:
-                    parts.append(f"{head}{{{inner}}}")
+                    parts.append(f"{rest[0]}{{{inner}}}")
             else:
                 kept = [f"{d.name}:{tinycss2.serialize(d.value).strip()}"
                         + ("!important" if d.important else "")
-                        for d in declarations(body)
-                        if not d.name.startswith("--") or d.name in used]
+                        for d in rest[1] if not d.name.startswith("--") or d.name in used]
                 if kept:
-                    parts.append(f"{head}{{{';'.join(kept)}}}")
+                    parts.append(f"{rest[0]}{{{';'.join(kept)}}}")
         return "".join(parts)
 
     return render(rules)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
-ENV = "SITE_PAGE"  # read by tests/conftest.py (the build) and hooks/generated.py
+ENV = "SITE_PAGE"  # read by tests/conftest.py and hooks/ (generated, notebooks)
 CONFIG = ROOT / ".mkdocs-page.yml"  # git-ignored; beside mkdocs.yml, which it extends
 
 

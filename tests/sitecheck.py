@@ -49,8 +49,9 @@ def _srcset_urls(value: str):
     return [part.strip().split(" ")[0] for part in value.split(",") if part.strip()]
 
 
-def _loads(document) -> list[str]:
-    """The URLs an HTML or SVG document makes the browser load, in document order."""
+def loads(document, eager: bool = False) -> list[str]:
+    """The URLs an HTML or SVG document makes the browser load, in document order;
+    with ``eager``, only those it loads at once (not a ``loading="lazy"`` image)."""
     urls = []
     for element in document.iter():
         if not isinstance(element.tag, str):  # a comment or processing instruction
@@ -58,6 +59,8 @@ def _loads(document) -> list[str]:
         tag = element.tag.rsplit("}", 1)[-1].lower()
         attrs = {k.rsplit("}", 1)[-1].split(":")[-1].lower(): v or ""
                  for k, v in element.attrib.items()}
+        if eager and attrs.get("loading") == "lazy":
+            continue
         for name in LOADING_ATTRS.get(tag, ()):
             if name in attrs:
                 urls += _srcset_urls(attrs[name]) if name == "srcset" else [attrs[name]]
@@ -66,7 +69,7 @@ def _loads(document) -> list[str]:
         urls += css_urls(attrs.get("style", ""))
         if tag == "style":
             urls += css_urls(element.text_content())
-    return [u for u in urls if is_external(u)]
+    return urls
 
 
 def css_urls(text: str) -> list[str]:
@@ -78,7 +81,8 @@ def external_references(site: Path) -> list[tuple[str, str]]:
     found = []
     for path in sorted(site.rglob("*")):
         if path.suffix in (".html", ".svg") and path.stat().st_size:
-            urls = _loads(lxml.html.fromstring(path.read_bytes()))
+            urls = [u for u in loads(lxml.html.fromstring(path.read_bytes()))
+                    if is_external(u)]
         elif path.suffix == ".css":
             urls = [u for u in css_urls(path.read_text(errors="replace")) if is_external(u)]
         else:

@@ -378,9 +378,10 @@ def check_pages(browser, jobs: list[tuple[str, str]]) -> dict[tuple[str, str], l
                 v.problems += code_contrast_problems(v.page)
                 if v.scheme == "dark":
                     v.problems += dark_figure_problems(v.page)
-                # Colours mid-transition are no colours a reader reads: Material fades
-                # them when it applies the scheme (this site removed the rule that
-                # stopped it, hooks/lightload.py), and axe once read a summary mid-fade.
+                # axe reads colours once transitions have settled. Material fades link
+                # and inline-code colours (125 ms), and this site removed the rule that
+                # stopped that while the scheme switches (hooks/lightload.py); one
+                # dark-mode run flagged a summary whose contrast four reruns found fine.
                 v.page.evaluate(TRANSITIONS_DONE)
                 start_axe(v.page, None if v.scheme == "light" else AXE_COLOUR_RULES)
             for v, (url, scheme) in zip(visits, batch):
